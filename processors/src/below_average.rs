@@ -1,0 +1,1 @@
+//! Below average: edge-triggered events when a price crosses below its historical average.

@@ -1,0 +1,1 @@
+//! Daily consolidation: debit/credit ledger entries into a daily balance per account.

@@ -1,0 +1,1 @@
+//! Risk scoring: CPF/CNPJ validation, the blacklist table and behaviour rules.
