@@ -23,6 +23,7 @@
 //! [`Context::state`].
 
 pub mod below_average;
+pub mod config;
 pub mod consolidation;
 pub mod events;
 pub mod price_change;
