@@ -29,6 +29,7 @@ pub mod events;
 pub mod price_change;
 pub mod risk;
 pub mod state;
+pub mod views;
 
 pub use state::{StateReader, StateWriter};
 

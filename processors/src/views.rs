@@ -1,0 +1,71 @@
+//! Materialized views the query API serves, and how their keys are laid out.
+//!
+//! Processors write view rows through [`crate::StateWriter`] in `flush`, so a view always
+//! reflects exactly the input offsets checkpointed with it. Values are the JSON of the event
+//! struct (decimals as strings); keys are ordered bytes shaped like a ScyllaDB partition key
+//! followed by a clustering key, so a prefix scan lists one partition in clustering order.
+
+use crate::Millis;
+
+/// `price_alerts`: key [`alert_key`], value JSON of [`crate::events::PriceAlert`].
+pub const PRICE_ALERTS: &str = "price_alerts";
+/// `below_average_events`: key [`alert_key`], value JSON of
+/// [`crate::events::BelowAverageEvent`].
+pub const BELOW_AVERAGE_EVENTS: &str = "below_average_events";
+/// `risk_decisions`: key = transaction id bytes, value JSON of [`crate::events::RiskDecision`].
+pub const RISK_DECISIONS: &str = "risk_decisions";
+/// `daily_balances`: key [`daily_balance_key`], value JSON of [`crate::events::DailyBalance`].
+pub const DAILY_BALANCES: &str = "daily_balances";
+
+/// Separator between the partition part and the clustering part of a view key.
+pub const SEP: u8 = 0;
+
+/// Order-preserving big-endian bytes of a signed time or date (sign bit flipped).
+pub fn ordered_i64(v: i64) -> [u8; 8] {
+    ((v as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Inverse of [`ordered_i64`].
+pub fn from_ordered_i64(b: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
+}
+
+/// The partition prefix of `partition` (e.g. a symbol or an account): `partition \0`.
+pub fn partition_prefix(partition: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(partition.len() + 1);
+    key.extend_from_slice(partition.as_bytes());
+    key.push(SEP);
+    key
+}
+
+/// Key of an alert row: `symbol \0 time(8 bytes, ordered) id`, so one symbol's alerts scan in
+/// event-time order and `since=T` is a range scan from [`alert_key`]`(symbol, T, "")`.
+pub fn alert_key(symbol: &str, time: Millis, id: &str) -> Vec<u8> {
+    let mut key = partition_prefix(symbol);
+    key.extend_from_slice(&ordered_i64(time));
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Key of a daily balance row: `account \0 date(8 bytes, ordered)`, date = days since epoch.
+pub fn daily_balance_key(account: &str, business_date: i32) -> Vec<u8> {
+    let mut key = partition_prefix(account);
+    key.extend_from_slice(&ordered_i64(i64::from(business_date)));
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_bytes_sort_like_numbers() {
+        let values = [-5_i64, -1, 0, 1, 1_700_000_000_000];
+        for pair in values.windows(2) {
+            assert!(ordered_i64(pair[0]) < ordered_i64(pair[1]));
+            assert_eq!(from_ordered_i64(ordered_i64(pair[0])), pair[0]);
+        }
+        assert!(daily_balance_key("acc", -1) < daily_balance_key("acc", 0));
+        assert!(alert_key("A", 5, "z") < alert_key("A", 6, "a"));
+    }
+}
