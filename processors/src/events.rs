@@ -3,7 +3,8 @@
 //! Money and prices are [`Decimal`] (Avro `decimal` logical type, the scale stated on each
 //! field); times are [`Millis`] (Avro `timestamp-millis`); business dates are days since the Unix
 //! epoch (Avro `date`). The runtime's Avro codec maps these structs to and from the schemas, and a
-//! test in the runtime proves the two agree field by field.
+//! test in the runtime proves the two agree field by field. Enums serialize (serde) as the Avro
+//! enum symbols (`RISE`, `PIX`, `APPROVE`), so JSON views read like the topics.
 
 use crate::Millis;
 use rust_decimal::Decimal;
@@ -35,6 +36,7 @@ pub struct AssetPrice {
 
 /// Which way a price moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Direction {
     /// The price went up.
     Rise,
@@ -75,6 +77,7 @@ pub struct PriceAlert {
 
 /// Whether a below-average event marks the crossing below or the recovery above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CrossingKind {
     /// The price fell from at-or-above the average to below it.
     Below,
@@ -84,6 +87,7 @@ pub enum CrossingKind {
 
 /// How a historical average is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AverageMethod {
     /// Simple moving average over an event-time window.
     Sma,
@@ -118,6 +122,7 @@ pub struct BelowAverageEvent {
 
 /// Kind of a payment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TransactionKind {
     /// Pix instant payment.
     Pix,
@@ -168,6 +173,7 @@ pub struct BlacklistEntry {
 
 /// Outcome of risk scoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Decision {
     /// Let it through.
     Approve,
