@@ -48,7 +48,9 @@ impl MemoryState {
 
 impl StateReader for MemoryState {
     fn get(&self, table: &str, key: &[u8]) -> Option<Vec<u8>> {
-        self.entries.get(&(table.to_string(), key.to_vec())).cloned()
+        self.entries
+            .get(&(table.to_string(), key.to_vec()))
+            .cloned()
     }
 }
 
