@@ -1,0 +1,34 @@
+//! fluxo: stream processing on Kafka for Brazilian fintech events.
+//!
+//! # Layout
+//! - [`config`]: `topology.toml` loading, validation and `FLUXO_*` overrides.
+//! - [`api`]: the HTTP query API (JWT auth, OpenAPI document).
+//! - [`avro`]: the Avro codec for fluxo's events, Confluent framing, JSON conversion.
+//! - [`codec`]: schema-registry-aware encoding and decoding of records.
+//! - [`state`]: the state store interface and its embedded engine.
+//! - [`kafka`]: client settings and topic administration.
+//! - [`engine`]: consume -> decode -> process -> encode -> produce -> checkpoint, per processor.
+//! - [`jobs`]: each processor bound to its topics.
+//! - [`pipeline`]: starting and stopping every enabled processor.
+//! - [`broker`]: installing and running the Tansu development broker.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API.
+//! - [`simulate`]: realistic generated data.
+//! - [`validator`]: the external document validator client of risk scoring.
+//! - [`metrics`]: every Prometheus metric, defined once.
+//! - [`cli`]: the `fluxo` command.
+
+pub mod api;
+pub mod avro;
+pub mod broker;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod jobs;
+pub mod kafka;
+pub mod metrics;
+pub mod pipeline;
+pub mod simulate;
+pub mod validator;
+pub mod state;

@@ -1,0 +1,114 @@
+//! `fluxo serve`: the query API on its own, scaled apart from processing.
+//!
+//! With the embedded backend, `fluxo serve` keeps its own replica of the views
+//! (`<data-dir>/views.redb`), fed from the processors' output topics: it needs no access to the
+//! processing store, and it keeps answering from the replica while Kafka is down. With a shared
+//! backend (ScyllaDB) it reads the views where the processors write them.
+
+use super::up::{api_auth, termination};
+use super::{load_topology, Failure};
+use crate::api::{self, ApiState, Freshness};
+use crate::codec::{registry_settings, Codec};
+use crate::config::{Backend, ProcessorConfig};
+use crate::engine::{self, Clock, EngineSpec};
+use crate::http::{self, AppState};
+use crate::jobs::views::{ViewKind, ViewsJob};
+use crate::state::embedded::EmbeddedStore;
+use crate::state::StateStore;
+use anyhow::Context as _;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Flags of `fluxo serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where the replica of the views is kept (default `./data`).
+    #[arg(long, env = "FLUXO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `fluxo serve`.
+pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure> {
+    let topology = load_topology(topology_path, args.data_dir)?;
+    if topology.state.backend != Backend::Embedded {
+        return Err(Failure::Usage(
+            "fluxo serve reads ScyllaDB views once that backend is built; use the embedded backend"
+                .into(),
+        ));
+    }
+    let path = topology.data_dir.join("views.redb");
+    let store: Arc<dyn StateStore> = Arc::new(
+        EmbeddedStore::open_with_cache(&path, topology.state.cache_mb.unwrap_or(512))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let freshness = Arc::new(Freshness::new(0));
+    let ready = Arc::new(AtomicBool::new(false));
+    let router = http::ops_router(AppState {
+        ready: ready.clone(),
+    })
+    .merge(api::router(ApiState {
+        store: store.clone(),
+        auth: Arc::new(api_auth()?),
+        freshness: freshness.clone(),
+    }));
+    let listener = tokio::net::TcpListener::bind(&topology.http.addr)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", topology.http.addr))?;
+    let (stop_http, mut http_stopped) = tokio::sync::watch::channel(false);
+    let http = tokio::spawn(http::serve(listener, router, async move {
+        let _ = http_stopped.wait_for(|s| *s).await;
+    }));
+
+    // The replica: every topic that feeds a view, read whole by this instance.
+    let topics: BTreeMap<String, ViewKind> = topology
+        .topics
+        .iter()
+        .filter_map(|(name, t)| ViewKind::for_schema(&t.schema).map(|k| (name.clone(), k)))
+        .collect();
+    let sr = registry_settings(&topology.schema_registry.url)?;
+    let codec = Codec::new(tokio::runtime::Handle::current(), sr, Default::default());
+    let spec = EngineSpec {
+        processor: ProcessorConfig {
+            name: "serve".into(),
+            kind: "views".into(),
+            inputs: Vec::new(),
+            global_inputs: topics.keys().cloned().collect(),
+            outputs: Vec::new(),
+            enabled: true,
+            params: toml::Table::new(),
+        },
+        name: "serve".into(),
+        job: Box::new(ViewsJob::new(codec, topics)),
+        store,
+        clock: Clock::Wall,
+        freshness: Some(freshness),
+        started: Arc::new(AtomicBool::new(false)),
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = shutdown.clone();
+    let topo = topology.clone();
+    let replica = std::thread::Builder::new()
+        .name("fluxo-serve-replica".into())
+        .spawn(move || engine::run(&topo, spec, flag))
+        .context("starting the replica")?;
+
+    println!("http        http://{}", topology.http.addr);
+    println!("views       {}", path.display());
+    println!("ready");
+    ready.store(true, Ordering::SeqCst);
+    termination().await;
+    eprintln!("fluxo: stopping");
+    ready.store(false, Ordering::SeqCst);
+    shutdown.store(true, Ordering::SeqCst);
+    let joined = tokio::task::spawn_blocking(move || replica.join())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let _ = stop_http.send(true);
+    let _ = http.await;
+    match joined {
+        Ok(r) => r.map_err(Failure::Runtime),
+        Err(_) => Err(Failure::Runtime(anyhow::anyhow!("the replica panicked"))),
+    }
+}

@@ -1,0 +1,648 @@
+//! `topology.toml`: brokers, schema registry, state backend, topics and processors.
+//!
+//! The pipeline is configured by this file alone, with `FLUXO_*` environment variables
+//! overriding addresses and secrets (see [`Overrides`]). Loading validates everything a
+//! processor will need at start, so a bad key fails with an error naming the key and its line
+//! instead of a panic later.
+
+use fluxo_processors::config::DurationMs;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The processors fluxo knows, by their names in topology.toml, the CLI and metrics.
+pub const PROCESSOR_KINDS: [&str; 4] = [
+    "price-change",
+    "below-average",
+    "risk-scoring",
+    "daily-consolidation",
+];
+
+/// A configuration problem, naming the key and (when known) the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File the error is in.
+    pub file: String,
+    /// Dotted key, e.g. `processors.price-change.params.window`.
+    pub key: String,
+    /// 1-based line, when the key can be located.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(
+                f,
+                "{}:{}: `{}`: {}",
+                self.file, line, self.key, self.message
+            ),
+            None => write!(f, "{}: `{}`: {}", self.file, self.key, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `[kafka]`: how to reach the brokers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list (`FLUXO_BOOTSTRAP_SERVERS` overrides).
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap_servers: String,
+    /// librdkafka settings passed through to every client (SASL, SSL, compression, rack…).
+    /// A value of the form `env:NAME` is read from the environment variable NAME.
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: default_bootstrap(),
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_bootstrap() -> String {
+    "127.0.0.1:9092".into()
+}
+
+/// `[schema_registry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Base URL of a Confluent-compatible registry (`FLUXO_SCHEMA_REGISTRY_URL` overrides).
+    #[serde(default = "default_registry_url")]
+    pub url: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            url: default_registry_url(),
+        }
+    }
+}
+
+fn default_registry_url() -> String {
+    "http://127.0.0.1:8081".into()
+}
+
+/// Which state backend holds processor state, checkpoints and views.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded, persistent engine (redb) under the data directory.
+    #[default]
+    Embedded,
+    /// A ScyllaDB cluster.
+    Scylla,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `embedded` (default) or `scylla`.
+    #[serde(default)]
+    pub backend: Backend,
+    /// File of the embedded engine, relative to the data directory.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Page cache of the embedded engine in MiB (default 512); views larger than it are
+    /// served from the OS page cache.
+    #[serde(default)]
+    pub cache_mb: Option<usize>,
+    /// ScyllaDB contact points (`FLUXO_SCYLLA_NODES` overrides).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// ScyllaDB keyspace.
+    #[serde(default)]
+    pub keyspace: Option<String>,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the query API, `/healthz` and `/metrics` (`FLUXO_HTTP_ADDR` overrides).
+    #[serde(default = "default_http_addr")]
+    pub addr: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: default_http_addr(),
+        }
+    }
+}
+
+fn default_http_addr() -> String {
+    "127.0.0.1:8080".into()
+}
+
+/// `[runtime]`: checkpointing and backpressure.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Longest time between two checkpoints.
+    pub checkpoint_interval: DurationMs,
+    /// Most records processed between two checkpoints.
+    pub checkpoint_max_records: usize,
+    /// Most records handed to a processor in one batch.
+    pub max_batch: usize,
+    /// Most produced records waiting for acknowledgement (bounded memory).
+    pub max_in_flight: usize,
+    /// How long a checkpoint waits for outstanding produce acknowledgements.
+    pub produce_timeout: DurationMs,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: DurationMs(200),
+            checkpoint_max_records: 20_000,
+            max_batch: 500,
+            max_in_flight: 100_000,
+            produce_timeout: DurationMs(30_000),
+        }
+    }
+}
+
+/// Kafka `cleanup.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CleanupPolicy {
+    /// Delete segments older than the retention.
+    Delete,
+    /// Keep the latest record per key.
+    Compact,
+}
+
+impl CleanupPolicy {
+    /// The Kafka config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "delete",
+            Self::Compact => "compact",
+        }
+    }
+}
+
+/// `[topics.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    /// Number of partitions.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// `delete` (default) or `compact`.
+    #[serde(default = "default_cleanup")]
+    pub cleanup_policy: CleanupPolicy,
+    /// Retention (`"7d"`); absent means the broker default.
+    #[serde(default)]
+    pub retention: Option<DurationMs>,
+    /// The event schema (record name, e.g. `AssetPrice`) of the values.
+    pub schema: String,
+    /// The value field whose content is the record key (`fluxo produce` keys JSON lines by it).
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+fn default_partitions() -> i32 {
+    3
+}
+
+fn default_cleanup() -> CleanupPolicy {
+    CleanupPolicy::Delete
+}
+
+/// `[processors.<name>]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProcessor {
+    kind: Option<Spanned<String>>,
+    inputs: Spanned<Vec<String>>,
+    #[serde(default)]
+    global_inputs: Option<Spanned<Vec<String>>>,
+    outputs: Spanned<Vec<String>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    params: Option<Spanned<toml::Table>>,
+}
+
+/// A processor as validated.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Its name (consumer group `fluxo-<name>`, metric label).
+    pub name: String,
+    /// Which implementation (one of [`PROCESSOR_KINDS`]).
+    pub kind: String,
+    /// Input topics consumed in the group.
+    pub inputs: Vec<String>,
+    /// Topics every instance reads whole, as a table (e.g. the blacklist).
+    pub global_inputs: Vec<String>,
+    /// Output topics.
+    pub outputs: Vec<String>,
+    /// Whether `fluxo up`/`run` start it.
+    pub enabled: bool,
+    /// The implementation's parameters, still as TOML (each processor's `Config` parses them).
+    pub params: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    #[serde(default)]
+    kafka: KafkaConfig,
+    #[serde(default)]
+    schema_registry: RegistryConfig,
+    #[serde(default)]
+    state: StateConfig,
+    #[serde(default)]
+    http: HttpConfig,
+    #[serde(default)]
+    runtime: RuntimeConfig,
+    #[serde(default)]
+    topics: BTreeMap<String, Spanned<TopicConfig>>,
+    #[serde(default)]
+    processors: BTreeMap<String, Spanned<RawProcessor>>,
+}
+
+/// The whole, validated topology.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// Where it was read from.
+    pub source: PathBuf,
+    /// `[kafka]`.
+    pub kafka: KafkaConfig,
+    /// `[schema_registry]`.
+    pub schema_registry: RegistryConfig,
+    /// `[state]`.
+    pub state: StateConfig,
+    /// `[http]`.
+    pub http: HttpConfig,
+    /// `[runtime]`.
+    pub runtime: RuntimeConfig,
+    /// Declared topics by name.
+    pub topics: BTreeMap<String, TopicConfig>,
+    /// Processors by name.
+    pub processors: BTreeMap<String, ProcessorConfig>,
+    /// The data directory (`FLUXO_DATA_DIR`, `--data-dir`, default `./data`).
+    pub data_dir: PathBuf,
+}
+
+/// `FLUXO_*` overrides, read from the environment by [`Overrides::from_env`].
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `FLUXO_BOOTSTRAP_SERVERS`.
+    pub bootstrap_servers: Option<String>,
+    /// `FLUXO_SCHEMA_REGISTRY_URL`.
+    pub schema_registry_url: Option<String>,
+    /// `FLUXO_HTTP_ADDR`.
+    pub http_addr: Option<String>,
+    /// `FLUXO_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `FLUXO_SCYLLA_NODES` (comma-separated).
+    pub scylla_nodes: Option<String>,
+}
+
+impl Overrides {
+    /// Read the `FLUXO_*` variables that are set and not empty.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            bootstrap_servers: var("FLUXO_BOOTSTRAP_SERVERS"),
+            schema_registry_url: var("FLUXO_SCHEMA_REGISTRY_URL"),
+            http_addr: var("FLUXO_HTTP_ADDR"),
+            data_dir: var("FLUXO_DATA_DIR").map(PathBuf::from),
+            scylla_nodes: var("FLUXO_SCYLLA_NODES"),
+        }
+    }
+}
+
+/// The topology file named by `FLUXO_TOPOLOGY`, or `./topology.toml`.
+pub fn default_topology_path() -> PathBuf {
+    std::env::var_os("FLUXO_TOPOLOGY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("topology.toml"))
+}
+
+impl Topology {
+    /// Read, parse, apply `overrides` and validate the topology at `path`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, key and line of the first problem found.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            key: "(file)".into(),
+            line: None,
+            message: format!("cannot read the topology: {e}"),
+        })?;
+        Self::parse(&text, &file, overrides)
+    }
+
+    /// Parse and validate topology text (`file` names it in errors).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key and line of the first problem found.
+    pub fn parse(text: &str, file: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let err = |key: String, span: Option<std::ops::Range<usize>>, message: String| ConfigError {
+            file: file.to_string(),
+            key,
+            line: span.map(|s| line_of(s.start)),
+            message,
+        };
+        let raw: RawTopology = toml::from_str(text).map_err(|e| {
+            let key = key_from_toml_error(text, &e);
+            err(key, e.span(), e.message().to_string())
+        })?;
+
+        let mut topics = BTreeMap::new();
+        for (name, spanned) in raw.topics {
+            let span = spanned.span();
+            let topic = spanned.into_inner();
+            if topic.partitions < 1 {
+                return Err(err(
+                    format!("topics.{name}.partitions"),
+                    Some(span),
+                    format!("must be at least 1, got {}", topic.partitions),
+                ));
+            }
+            if crate::avro::schemas::schema_for(&topic.schema).is_none() {
+                return Err(err(
+                    format!("topics.{name}.schema"),
+                    Some(span),
+                    format!(
+                        "unknown schema `{}`; known: {}",
+                        topic.schema,
+                        crate::avro::schemas::all()
+                            .iter()
+                            .map(|s| s.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            topics.insert(name, topic);
+        }
+
+        let mut processors = BTreeMap::new();
+        for (name, spanned) in raw.processors {
+            let span = spanned.span();
+            let p = spanned.into_inner();
+            let kind = match &p.kind {
+                Some(k) => (k.get_ref().clone(), Some(k.span())),
+                None => (name.clone(), Some(span.clone())),
+            };
+            if !PROCESSOR_KINDS.contains(&kind.0.as_str()) {
+                return Err(err(
+                    format!("processors.{name}.kind"),
+                    kind.1,
+                    format!(
+                        "unknown processor kind `{}`; known: {}",
+                        kind.0,
+                        PROCESSOR_KINDS.join(", ")
+                    ),
+                ));
+            }
+            let check_topics = |field: &str, list: &Spanned<Vec<String>>| {
+                if let Some(missing) = list.get_ref().iter().find(|t| !topics.contains_key(*t)) {
+                    return Err(err(
+                        format!("processors.{name}.{field}"),
+                        Some(list.span()),
+                        format!("topic `{missing}` is not declared under [topics]"),
+                    ));
+                }
+                Ok(())
+            };
+            check_topics("inputs", &p.inputs)?;
+            check_topics("outputs", &p.outputs)?;
+            if let Some(g) = &p.global_inputs {
+                check_topics("global_inputs", g)?;
+            }
+            if p.inputs.get_ref().is_empty() {
+                return Err(err(
+                    format!("processors.{name}.inputs"),
+                    Some(p.inputs.span()),
+                    "a processor needs at least one input topic".into(),
+                ));
+            }
+            let params_span = p.params.as_ref().map(|s| s.span());
+            let params = p.params.map(|s| s.into_inner()).unwrap_or_default();
+            let config = ProcessorConfig {
+                name: name.clone(),
+                kind: kind.0,
+                inputs: p.inputs.into_inner(),
+                global_inputs: p.global_inputs.map(|g| g.into_inner()).unwrap_or_default(),
+                outputs: p.outputs.into_inner(),
+                enabled: p.enabled.unwrap_or(true),
+                params,
+            };
+            if let Err(message) = crate::jobs::validate(&config, &topics) {
+                return Err(err(
+                    format!("processors.{name}.{}", message.key),
+                    params_span.or(Some(span)),
+                    message.message,
+                ));
+            }
+            processors.insert(name, config);
+        }
+
+        let mut kafka = raw.kafka;
+        let mut schema_registry = raw.schema_registry;
+        let mut http = raw.http;
+        let mut state = raw.state;
+        if let Some(v) = &overrides.bootstrap_servers {
+            kafka.bootstrap_servers = v.clone();
+        }
+        if let Some(v) = &overrides.schema_registry_url {
+            schema_registry.url = v.clone();
+        }
+        if let Some(v) = &overrides.http_addr {
+            http.addr = v.clone();
+        }
+        if let Some(v) = &overrides.scylla_nodes {
+            state.nodes = v.split(',').map(|s| s.trim().to_string()).collect();
+        }
+        if http.addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(err(
+                "http.addr".into(),
+                None,
+                format!("`{}` is not a socket address like 127.0.0.1:8080", http.addr),
+            ));
+        }
+        if raw.runtime.max_batch == 0 || raw.runtime.checkpoint_max_records == 0 {
+            return Err(err(
+                "runtime".into(),
+                None,
+                "max_batch and checkpoint_max_records must be at least 1".into(),
+            ));
+        }
+        Ok(Self {
+            source: PathBuf::from(file),
+            kafka,
+            schema_registry,
+            state,
+            http,
+            runtime: raw.runtime,
+            topics,
+            processors,
+            data_dir: overrides
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data")),
+        })
+    }
+
+    /// The dead-letter topic of `topic`.
+    pub fn dlq_topic(topic: &str) -> String {
+        format!("{topic}.dlq")
+    }
+
+    /// Every topic fluxo needs: the declared ones plus a `.dlq` per processor input.
+    pub fn all_topics(&self) -> Vec<(String, TopicConfig)> {
+        let mut all: BTreeMap<String, TopicConfig> = self.topics.clone();
+        for p in self.processors.values() {
+            for input in p.inputs.iter().chain(&p.global_inputs) {
+                let dlq = Self::dlq_topic(input);
+                all.entry(dlq).or_insert_with(|| TopicConfig {
+                    partitions: 1,
+                    cleanup_policy: CleanupPolicy::Delete,
+                    retention: Some(DurationMs(14 * 86_400_000)),
+                    schema: String::new(),
+                    key: None,
+                });
+            }
+        }
+        all.into_iter().collect()
+    }
+
+    /// The state file of the embedded engine.
+    pub fn state_path(&self) -> PathBuf {
+        self.data_dir
+            .join(self.state.path.as_deref().unwrap_or("state.redb"))
+    }
+}
+
+/// Best effort at the dotted key a toml parse error is about, from its span.
+fn key_from_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return "(document)".into();
+    };
+    // Walk back to the closest `[table]` header and take the key at the error's line.
+    let before = &text[..span.start.min(text.len())];
+    let table = before
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let l = l.trim();
+            (l.starts_with('[') && l.ends_with(']'))
+                .then(|| l.trim_matches(|c| c == '[' || c == ']').to_string())
+        })
+        .unwrap_or_default();
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let key = line.split('=').next().unwrap_or("").trim().trim_matches('"');
+    let message = e.message();
+    // serde names the offending field in "unknown field `x`" and "missing field `x`".
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"));
+    let leaf = field.unwrap_or(key);
+    match (table.is_empty(), leaf.is_empty() || leaf.starts_with('[')) {
+        (true, _) => leaf.to_string(),
+        (false, true) => table,
+        (false, false) => format!("{table}.{leaf}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[topics.asset-prices]
+schema = "AssetPrice"
+[topics.price-alerts]
+schema = "PriceAlert"
+
+[processors.price-change]
+inputs = ["asset-prices"]
+outputs = ["price-alerts"]
+"#;
+
+    #[test]
+    fn minimal_topology_loads_with_defaults_and_overrides() {
+        let o = Overrides {
+            bootstrap_servers: Some("10.0.0.1:9093".into()),
+            ..Default::default()
+        };
+        let t = Topology::parse(MINIMAL, "t.toml", &o).unwrap();
+        assert_eq!(t.kafka.bootstrap_servers, "10.0.0.1:9093");
+        assert_eq!(t.schema_registry.url, "http://127.0.0.1:8081");
+        assert_eq!(t.processors["price-change"].kind, "price-change");
+        let names: Vec<_> = t.all_topics().into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"asset-prices.dlq".to_string()));
+    }
+
+    #[test]
+    fn unknown_topic_names_key_and_line() {
+        let text = MINIMAL.replace(r#"outputs = ["price-alerts"]"#, r#"outputs = ["nope"]"#);
+        let e = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap_err();
+        assert_eq!(e.key, "processors.price-change.outputs");
+        assert_eq!(e.line, Some(9));
+        assert!(e.to_string().contains("`nope`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_its_line() {
+        let text = format!("{MINIMAL}\n[runtime]\ncheckpoint_intervall = \"1s\"\n");
+        let e = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap_err();
+        assert_eq!(e.key, "runtime.checkpoint_intervall");
+        assert_eq!(e.line, Some(12));
+    }
+
+    #[test]
+    fn bad_duration_is_reported() {
+        let text = format!("{MINIMAL}\n[runtime]\ncheckpoint_interval = \"soon\"\n");
+        let e = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap_err();
+        assert_eq!(e.line, Some(12), "{e}");
+        assert_eq!(e.key, "runtime.checkpoint_interval", "{e}");
+    }
+
+    #[test]
+    fn bad_params_name_the_processor_key() {
+        let text = format!("{MINIMAL}\n[processors.price-change.params]\nthreshold_pctt = 5\n");
+        let e = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap_err();
+        assert!(
+            e.key.starts_with("processors.price-change.params"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("threshold_pctt"), "{e}");
+        assert_eq!(e.line, Some(11));
+    }
+
+    #[test]
+    fn the_shipped_topology_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("topology.toml");
+        let t = Topology::load(&path, &Overrides::default()).unwrap();
+        for kind in PROCESSOR_KINDS {
+            assert!(t.processors.contains_key(kind), "{kind} missing");
+        }
+    }
+}

@@ -1,0 +1,752 @@
+//! The stream engine: consume -> decode -> process -> encode -> produce -> checkpoint.
+//!
+//! One engine per processor, on its own OS thread (Kafka clients are synchronous underneath;
+//! async work such as schema lookups runs on the tokio runtime through a handle). The engine
+//! joins the consumer group `fluxo-<processor>` over the processor's inputs and reads its
+//! global inputs (tables every instance holds whole, like the blacklist) with a second,
+//! group-less consumer that it catches up before the group consumer starts.
+//!
+//! # Effectively-once
+//! Offsets live with the state: a checkpoint first waits until every produced output is
+//! acknowledged, then commits the processor's state changes and the next input offsets in one
+//! atomic store write. On assignment a partition is positioned at the offset stored with the
+//! state, never at the group's committed offset (that one is only written afterwards, for lag
+//! tools). A crash between produce and checkpoint replays the records since the checkpoint: their
+//! state changes were never committed, so nothing is applied twice, and the outputs they produce
+//! again carry the same `fluxo-id` header, so consumers can drop the duplicates.
+//!
+//! # Dead letters
+//! A record that cannot be decoded or that the processor rejects goes to `<topic>.dlq` with
+//! headers naming the reason, the processor and the source position; its offset is checkpointed
+//! like any other, so the partition keeps moving.
+//!
+//! # Backpressure
+//! The producer queue is bounded (`max_in_flight`); when it is full the engine waits for
+//! acknowledgements before it reads more. The consumer's prefetch is bounded in bytes, so memory
+//! does not grow with lag.
+
+use crate::config::{ProcessorConfig, Topology};
+use crate::jobs::{DeadLetter, Job, JobError, Output, RawRecord};
+use crate::metrics;
+use crate::state::{Checkpoint, StateStore, StoreReader, WriteBatch};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Header carrying the deterministic id of an output record.
+pub const ID_HEADER: &str = "fluxo-id";
+/// Dead-letter headers.
+pub const DLQ_REASON: &str = "fluxo-dlq-reason";
+/// Human-readable detail of a dead letter.
+pub const DLQ_DETAIL: &str = "fluxo-dlq-detail";
+/// Processor that dead-lettered the record.
+pub const DLQ_PROCESSOR: &str = "fluxo-dlq-processor";
+/// Source topic of a dead letter.
+pub const DLQ_TOPIC: &str = "fluxo-dlq-source-topic";
+/// Source partition of a dead letter.
+pub const DLQ_PARTITION: &str = "fluxo-dlq-source-partition";
+/// Source offset of a dead letter.
+pub const DLQ_OFFSET: &str = "fluxo-dlq-source-offset";
+
+/// Counts failed deliveries so a checkpoint can refuse to commit past them.
+pub struct DeliveryContext {
+    processor: String,
+    failed: AtomicU64,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((e, msg)) = result {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            metrics::PRODUCE_ERRORS
+                .with_label_values(&[&self.processor, msg.topic()])
+                .inc();
+            tracing::warn!(processor = %self.processor, topic = msg.topic(), error = %e, "delivery failed");
+        }
+    }
+}
+
+/// What a checkpoint could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Some outputs were not acknowledged; the state must not move past them.
+    #[error("outputs not acknowledged: {0}")]
+    Delivery(String),
+    /// The store refused the commit.
+    #[error(transparent)]
+    Store(#[from] crate::state::StoreError),
+}
+
+/// The part of the engine the rebalance callback needs too.
+struct Task {
+    name: String,
+    job: Box<dyn Job>,
+    store: Arc<dyn StateStore>,
+    producer: BaseProducer<DeliveryContext>,
+    /// Next offset per input partition, processed but not yet checkpointed.
+    pending: BTreeMap<(String, i32), i64>,
+    /// Partitions assigned by the group.
+    assigned: HashSet<(String, i32)>,
+    /// Bumped at every rebalance, so a batch collected across one is dropped.
+    generation: u64,
+    since_checkpoint: usize,
+    last_checkpoint: Instant,
+    produce_timeout: Duration,
+    outputs: Vec<Output>,
+    freshness: Option<Arc<crate::api::Freshness>>,
+    /// Set when uncommitted global-table records were dropped: the loop re-reads them.
+    global_rewind: bool,
+}
+
+impl Task {
+    /// Produce `out` (waiting while the queue is full).
+    fn produce(&mut self, out: &Output) {
+        let headers = out.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            })
+        });
+        let mut record = BaseRecord::to(&out.topic).headers(headers);
+        if let Some(k) = &out.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &out.payload {
+            record = record.payload(p.as_slice());
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, r)) => {
+                    // Not retriable by waiting (e.g. message too large): count it as a failed
+                    // delivery so the checkpoint refuses to move past it.
+                    self.producer.context().failed.fetch_add(1, Ordering::SeqCst);
+                    metrics::PRODUCE_ERRORS
+                        .with_label_values(&[&self.name, r.topic])
+                        .inc();
+                    tracing::error!(processor = %self.name, topic = r.topic, error = %e, "cannot produce");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Flush outputs, then commit state and offsets atomically.
+    fn checkpoint(&mut self) -> Result<(), CheckpointError> {
+        let started = Instant::now();
+        if self.producer.flush(self.produce_timeout).is_err() {
+            return Err(CheckpointError::Delivery(format!(
+                "{} records still in flight after {:?}",
+                self.producer.in_flight_count(),
+                self.produce_timeout
+            )));
+        }
+        let failed = self.producer.context().failed.swap(0, Ordering::SeqCst);
+        if failed > 0 {
+            return Err(CheckpointError::Delivery(format!("{failed} deliveries failed")));
+        }
+        let mut batch = WriteBatch::new();
+        self.job.flush(&mut batch);
+        batch.checkpoints = self
+            .pending
+            .iter()
+            .map(|((topic, partition), next)| Checkpoint {
+                processor: self.name.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next,
+            })
+            .collect();
+        let had_work = !batch.is_empty();
+        self.store.commit(batch)?;
+        for ((topic, partition), next) in &self.pending {
+            metrics::CHECKPOINTED_OFFSET
+                .with_label_values(&[&self.name, topic, &partition.to_string()])
+                .set(*next);
+        }
+        self.pending.clear();
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        if let Some(f) = &self.freshness {
+            f.touch();
+        }
+        if had_work {
+            metrics::CHECKPOINT_SECONDS
+                .with_label_values(&[&self.name])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// Forget uncommitted work: a fresh processor, no pending offsets.
+    fn reset(&mut self) {
+        self.job.reset();
+        self.pending.clear();
+        self.since_checkpoint = 0;
+        self.producer.context().failed.store(0, Ordering::SeqCst);
+    }
+
+    /// The stored next offset of every partition of this processor.
+    fn stored_offsets(&self) -> BTreeMap<(String, i32), i64> {
+        match self.store.checkpoints(&self.name) {
+            Ok(cps) => cps
+                .into_iter()
+                .map(|c| ((c.topic, c.partition), c.next_offset))
+                .collect(),
+            Err(e) => {
+                tracing::error!(processor = %self.name, error = %e, "cannot read checkpoints");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// Run one record through the job and produce what comes out.
+    ///
+    /// # Errors
+    /// When the record must be retried from the last checkpoint (a failed state read, a
+    /// dependency down); nothing of it was produced.
+    fn handle(&mut self, rec: &RawRecord<'_>, processing_time: i64) -> Result<(), String> {
+        let started = Instant::now();
+        metrics::RECORDS_IN
+            .with_label_values(&[&self.name, rec.topic])
+            .inc();
+        let mut outputs = std::mem::take(&mut self.outputs);
+        outputs.clear();
+        let reader = StoreReader::new(&*self.store);
+        let result = self.job.process(rec, processing_time, &reader, &mut outputs);
+        if let Some(e) = reader.take_error() {
+            self.outputs = outputs;
+            return Err(e.to_string());
+        }
+        match result {
+            Ok(()) => {
+                for (i, out) in outputs.iter_mut().enumerate() {
+                    let id = format!(
+                        "{}:{}/{}/{}/{}",
+                        self.name, rec.topic, rec.partition, rec.offset, i
+                    );
+                    out.headers.push((ID_HEADER.to_string(), id.into_bytes()));
+                }
+            }
+            Err(JobError::Dead(dl)) => {
+                outputs.clear();
+                outputs.push(self.dead_letter(rec, &dl));
+            }
+            Err(JobError::Retry(why)) => {
+                self.outputs = outputs;
+                return Err(why);
+            }
+        }
+        for out in &outputs {
+            self.produce(out);
+            if out.dead_letter.is_none() {
+                metrics::RECORDS_OUT
+                    .with_label_values(&[&self.name, &out.topic])
+                    .inc();
+            }
+        }
+        self.outputs = outputs;
+        self.pending
+            .insert((rec.topic.to_string(), rec.partition), rec.offset + 1);
+        self.since_checkpoint += 1;
+        metrics::PROCESSING_SECONDS
+            .with_label_values(&[&self.name])
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(ts) = rec.timestamp {
+            let latency = (processing_time - ts).max(0) as f64 / 1000.0;
+            metrics::EVENT_TIME_LATENCY_SECONDS
+                .with_label_values(&[&self.name])
+                .observe(latency);
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&self, rec: &RawRecord<'_>, dl: &DeadLetter) -> Output {
+        metrics::DEAD_LETTERS
+            .with_label_values(&[&self.name, rec.topic, &dl.reason])
+            .inc();
+        let headers = vec![
+            (DLQ_REASON.to_string(), dl.reason.clone().into_bytes()),
+            (DLQ_DETAIL.to_string(), dl.detail.clone().into_bytes()),
+            (DLQ_PROCESSOR.to_string(), self.name.clone().into_bytes()),
+            (DLQ_TOPIC.to_string(), rec.topic.as_bytes().to_vec()),
+            (
+                DLQ_PARTITION.to_string(),
+                rec.partition.to_string().into_bytes(),
+            ),
+            (DLQ_OFFSET.to_string(), rec.offset.to_string().into_bytes()),
+            (
+                ID_HEADER.to_string(),
+                format!("{}:{}/{}/{}/dlq", self.name, rec.topic, rec.partition, rec.offset)
+                    .into_bytes(),
+            ),
+        ];
+        Output {
+            topic: Topology::dlq_topic(rec.topic),
+            key: rec.key.map(<[u8]>::to_vec),
+            payload: rec.payload.map(<[u8]>::to_vec),
+            headers,
+            dead_letter: Some(dl.reason.clone()),
+        }
+    }
+}
+
+/// The consumer context: positions partitions from the store on assignment and checkpoints on
+/// revocation.
+struct GroupContext {
+    task: Arc<Mutex<Task>>,
+    name: String,
+    started: Arc<AtomicBool>,
+}
+
+fn lock(task: &Mutex<Task>) -> MutexGuard<'_, Task> {
+    // A panic while holding the lock leaves a task that is reset before use anyway.
+    task.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::CONSUMER_LAG
+                    .with_label_values(&[&self.name, topic, &partition.to_string()])
+                    .set(p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        use rdkafka::types::RDKafkaRespErr::*;
+        let mut task = lock(&self.task);
+        task.generation += 1;
+        match err {
+            RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let stored = task.stored_offsets();
+                let mut positioned = TopicPartitionList::new();
+                for e in tpl.elements() {
+                    let key = (e.topic().to_string(), e.partition());
+                    let offset = match stored.get(&key) {
+                        Some(o) => {
+                            metrics::CHECKPOINTED_OFFSET
+                                .with_label_values(&[&self.name, e.topic(), &e.partition().to_string()])
+                                .set(*o);
+                            Offset::Offset(*o)
+                        }
+                        None => Offset::Beginning,
+                    };
+                    if let Err(err) =
+                        positioned.add_partition_offset(e.topic(), e.partition(), offset)
+                    {
+                        tracing::error!(processor = %self.name, error = %err, "bad assignment");
+                    }
+                    task.assigned.insert(key);
+                }
+                // Global-table records applied since the last checkpoint belong to no group
+                // partition: commit them before the fresh start, or they would be lost.
+                if let Err(e) = task.checkpoint() {
+                    tracing::error!(processor = %self.name, error = %e, "checkpoint on assign failed; global tables are re-read");
+                    task.global_rewind = true;
+                }
+                task.reset();
+                if let Err(e) = consumer.assign(&positioned) {
+                    tracing::error!(processor = %self.name, error = %e, "assign failed");
+                }
+                metrics::ASSIGNED_PARTITIONS
+                    .with_label_values(&[&self.name])
+                    .set(task.assigned.len() as i64);
+                tracing::info!(processor = %self.name, partitions = task.assigned.len(), "partitions assigned");
+                self.started.store(true, Ordering::SeqCst);
+            }
+            _ => {
+                if err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    tracing::error!(processor = %self.name, error = ?err, "rebalance error");
+                }
+                // Finish, flush, checkpoint; then let the partitions go.
+                if let Err(e) = task.checkpoint() {
+                    tracing::error!(processor = %self.name, error = %e, "checkpoint on revoke failed; the next owner resumes from the previous checkpoint");
+                }
+                task.reset();
+                task.assigned.clear();
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!(processor = %self.name, error = %e, "unassign failed");
+                }
+                metrics::ASSIGNED_PARTITIONS
+                    .with_label_values(&[&self.name])
+                    .set(0);
+                tracing::info!(processor = %self.name, "partitions revoked");
+            }
+        }
+    }
+}
+
+/// How processing time is assigned to records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The wall clock (live processing).
+    Wall,
+    /// The record's Kafka timestamp (replays: deterministic outputs).
+    RecordTime,
+}
+
+/// Everything an engine needs to run.
+pub struct EngineSpec {
+    /// The processor's configuration.
+    pub processor: ProcessorConfig,
+    /// Name used for the consumer group, checkpoints and metrics (differs in replays).
+    pub name: String,
+    /// The job (decode, process, encode).
+    pub job: Box<dyn Job>,
+    /// Where state and checkpoints go.
+    pub store: Arc<dyn StateStore>,
+    /// How processing time is read.
+    pub clock: Clock,
+    /// Touched after every checkpoint and whenever the engine is caught up, so the query API
+    /// can say how fresh its answers are.
+    pub freshness: Option<Arc<crate::api::Freshness>>,
+    /// Set once global tables are restored and the group has assigned partitions.
+    pub started: Arc<AtomicBool>,
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn raw<'a>(m: &'a BorrowedMessage<'a>) -> RawRecord<'a> {
+    RawRecord {
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key(),
+        payload: m.payload(),
+        timestamp: m.timestamp().to_millis(),
+        headers: m.headers().map(|h| {
+            h.iter()
+                .filter_map(|h| h.value.map(|v| (h.key, v)))
+                .collect()
+        }),
+    }
+}
+
+/// Run the engine until `shutdown` is set; then finish in-flight work, checkpoint, leave the
+/// group and return.
+///
+/// # Errors
+/// When the Kafka clients cannot be created or the store fails at start.
+pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let name = spec.name.clone();
+    let rt = &topology.runtime;
+    let base = crate::kafka::client_config(topology)?;
+
+    let mut pcfg = base.clone();
+    pcfg.set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", rt.max_in_flight.to_string())
+        .set("message.timeout.ms", "120000");
+    let producer: BaseProducer<DeliveryContext> = pcfg.create_with_context(DeliveryContext {
+        processor: name.clone(),
+        failed: AtomicU64::new(0),
+    })?;
+
+    let task = Arc::new(Mutex::new(Task {
+        name: name.clone(),
+        job: spec.job,
+        store: spec.store,
+        producer,
+        pending: BTreeMap::new(),
+        assigned: HashSet::new(),
+        generation: 0,
+        since_checkpoint: 0,
+        last_checkpoint: Instant::now(),
+        produce_timeout: Duration::from_millis(rt.produce_timeout.millis().max(1) as u64),
+        outputs: Vec::new(),
+        freshness: spec.freshness.clone(),
+        global_rewind: false,
+    }));
+    let clock = spec.clock;
+    let processing_time = |rec: &RawRecord<'_>| match clock {
+        Clock::Wall => now_millis(),
+        Clock::RecordTime => rec.timestamp.unwrap_or(0),
+    };
+
+    let mut ccfg = base.clone();
+    ccfg.set("group.id", format!("fluxo-{name}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "20")
+        .set("queued.max.messages.kbytes", "32768")
+        .set("statistics.interval.ms", "5000")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+
+    // Global inputs: every instance reads them whole, caught up before the group starts.
+    let global = if spec.processor.global_inputs.is_empty() {
+        None
+    } else {
+        let consumer: BaseConsumer = ccfg
+            .clone()
+            .set("group.id", format!("fluxo-{name}-global"))
+            .create()?;
+        let stored = lock(&task).stored_offsets();
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = BTreeMap::new();
+        for topic in &spec.processor.global_inputs {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            for t in md.topics() {
+                for p in t.partitions() {
+                    let key = (topic.clone(), p.id());
+                    let start = stored.get(&key).copied();
+                    tpl.add_partition_offset(
+                        topic,
+                        p.id(),
+                        start.map(Offset::Offset).unwrap_or(Offset::Beginning),
+                    )?;
+                    let (_, high) =
+                        consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+                    ends.insert(key, high);
+                }
+            }
+        }
+        consumer.assign(&tpl)?;
+        // Catch up to the high watermarks seen at start.
+        let caught_up = |positions: &BTreeMap<(String, i32), i64>| {
+            ends.iter()
+                .all(|(k, high)| positions.get(k).copied().unwrap_or(0) >= *high || *high == 0)
+        };
+        let mut positions: BTreeMap<(String, i32), i64> = stored.clone();
+        let started = Instant::now();
+        while !caught_up(&positions) && !shutdown.load(Ordering::SeqCst) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                let rec = raw(&m);
+                positions.insert((rec.topic.to_string(), rec.partition), rec.offset + 1);
+                let pt = processing_time(&rec);
+                lock(&task)
+                    .handle(&rec, pt)
+                    .map_err(|e| anyhow::anyhow!("restoring global tables: {e}"))?;
+            }
+        }
+        let mut t = lock(&task);
+        t.checkpoint()?;
+        tracing::info!(processor = %name, elapsed_ms = started.elapsed().as_millis() as u64, "global tables restored");
+        drop(t);
+        Some(consumer)
+    };
+
+    // Group inputs; a processor with only global inputs (the `fluxo serve` replica) has none.
+    let consumer: Option<BaseConsumer<GroupContext>> = if spec.processor.inputs.is_empty() {
+        spec.started.store(true, Ordering::SeqCst);
+        None
+    } else {
+        let c: BaseConsumer<GroupContext> = ccfg.create_with_context(GroupContext {
+            task: task.clone(),
+            name: name.clone(),
+            started: spec.started.clone(),
+        })?;
+        let inputs: Vec<&str> = spec.processor.inputs.iter().map(String::as_str).collect();
+        c.subscribe(&inputs)?;
+        Some(c)
+    };
+    metrics::PROCESSOR_UP.with_label_values(&[&name]).set(1.0);
+    tracing::info!(processor = %name, inputs = ?spec.processor.inputs, global_inputs = ?spec.processor.global_inputs, "engine started");
+
+    let checkpoint_every = Duration::from_millis(rt.checkpoint_interval.millis().max(1) as u64);
+    let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(rt.max_batch);
+    while !shutdown.load(Ordering::SeqCst) {
+        let mut global_records = 0;
+        if let Some(g) = &global {
+            // Global records first, so table changes apply to the records read after them.
+            let mut wait = if consumer.is_none() {
+                Duration::from_millis(50)
+            } else {
+                Duration::ZERO
+            };
+            while global_records < rt.max_batch {
+                let Some(Ok(m)) = g.poll(wait) else { break };
+                wait = Duration::ZERO;
+                global_records += 1;
+                let rec = raw(&m);
+                let pt = processing_time(&rec);
+                let mut t = lock(&task);
+                if let Err(e) = t.handle(&rec, pt) {
+                    tracing::error!(processor = %name, error = %e, "cannot apply a global record; rewinding to the last checkpoint");
+                    rewind(&mut t, consumer.as_ref(), global.as_ref());
+                    break;
+                }
+            }
+        }
+        batch.clear();
+        let mut generation = 0;
+        if let Some(consumer) = &consumer {
+            generation = lock(&task).generation;
+            match consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => {
+                    batch.push(m);
+                    while batch.len() < rt.max_batch {
+                        match consumer.poll(Duration::ZERO) {
+                            Some(Ok(m)) => batch.push(m),
+                            Some(Err(e)) => {
+                                tracing::warn!(processor = %name, error = %e, "consumer error");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                Some(Err(e)) => tracing::warn!(processor = %name, error = %e, "consumer error"),
+                None => {}
+            }
+        }
+        let mut t = lock(&task);
+        if std::mem::take(&mut t.global_rewind) {
+            rewind(&mut t, consumer.as_ref(), global.as_ref());
+            continue;
+        }
+        if t.generation != generation {
+            // A rebalance happened while collecting: the new assignment was positioned at the
+            // stored offsets, so these records will be read again.
+            batch.clear();
+        }
+        if !batch.is_empty() {
+            let records: Vec<RawRecord<'_>> = batch
+                .iter()
+                .map(raw)
+                .filter(|r| t.assigned.contains(&(r.topic.to_string(), r.partition)))
+                .collect();
+            t.job.prepare(&records);
+            let mut failed = false;
+            for rec in &records {
+                let pt = processing_time(rec);
+                if let Err(e) = t.handle(rec, pt) {
+                    tracing::error!(processor = %name, error = %e, "cannot process a record; rewinding to the last checkpoint");
+                    failed = true;
+                    break;
+                }
+            }
+            if failed {
+                rewind(&mut t, consumer.as_ref(), global.as_ref());
+                drop(t);
+                // Give a failed dependency (store, registry) a moment before reading again.
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+        }
+        t.producer.poll(Duration::ZERO);
+        if batch.is_empty() && global_records == 0 && t.since_checkpoint == 0 {
+            // Caught up: the views reflect everything there is.
+            if let Some(f) = &t.freshness {
+                f.touch();
+            }
+        }
+        let due = t.since_checkpoint >= rt.checkpoint_max_records
+            || (t.since_checkpoint > 0 && t.last_checkpoint.elapsed() >= checkpoint_every);
+        if due {
+            match t.checkpoint() {
+                Ok(()) => commit_group_offsets(consumer.as_ref(), &t),
+                Err(e) => {
+                    tracing::error!(processor = %name, error = %e, "checkpoint failed; rewinding to the last checkpoint");
+                    rewind(&mut t, consumer.as_ref(), global.as_ref());
+                }
+            }
+        }
+    }
+
+    // Shutdown: finish, checkpoint, leave the group.
+    {
+        let mut t = lock(&task);
+        if let Err(e) = t.checkpoint() {
+            tracing::error!(processor = %name, error = %e, "final checkpoint failed; the next start resumes from the previous one");
+        } else {
+            commit_group_offsets(consumer.as_ref(), &t);
+        }
+    }
+    if let Some(consumer) = consumer {
+        consumer.unsubscribe();
+        // Serve the revoke callback and leave the group.
+        let _ = consumer.poll(Duration::from_millis(100));
+        drop(consumer);
+    }
+    metrics::PROCESSOR_UP.with_label_values(&[&name]).set(0.0);
+    tracing::info!(processor = %name, "engine stopped");
+    Ok(())
+}
+
+/// Throw away uncommitted work and re-read every partition (group and global) from its
+/// checkpoint.
+fn rewind(t: &mut Task, consumer: Option<&BaseConsumer<GroupContext>>, global: Option<&BaseConsumer>) {
+    t.reset();
+    // Outputs still queued belong to the discarded work; they will be produced again.
+    let _ = t.producer.flush(Duration::from_secs(5));
+    t.producer.context().failed.store(0, Ordering::SeqCst);
+    let stored = t.stored_offsets();
+    let position = |topic: &str, partition: i32| {
+        stored
+            .get(&(topic.to_string(), partition))
+            .map(|o| Offset::Offset(*o))
+            .unwrap_or(Offset::Beginning)
+    };
+    if let Some(consumer) = consumer {
+        for (topic, partition) in &t.assigned {
+            let offset = position(topic, *partition);
+            if let Err(e) = consumer.seek(topic, *partition, offset, Duration::from_secs(5)) {
+                tracing::error!(processor = %t.name, topic, partition, error = %e, "seek failed");
+            }
+        }
+    }
+    if let Some(global) = global {
+        if let Ok(assignment) = global.assignment() {
+            for e in assignment.elements() {
+                let offset = position(e.topic(), e.partition());
+                if let Err(err) = global.seek(e.topic(), e.partition(), offset, Duration::from_secs(5)) {
+                    tracing::error!(processor = %t.name, topic = e.topic(), error = %err, "seek failed");
+                }
+            }
+        }
+    }
+}
+
+/// Mirror the checkpoint into the group's committed offsets (for lag tools; not used to resume).
+fn commit_group_offsets(consumer: Option<&BaseConsumer<GroupContext>>, t: &Task) {
+    let Some(consumer) = consumer else { return };
+    let stored = t.stored_offsets();
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in stored {
+        if t.assigned.contains(&(topic.clone(), partition)) {
+            let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(next));
+        }
+    }
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
+            tracing::debug!(processor = %t.name, error = %e, "group offset commit failed");
+        }
+    }
+}

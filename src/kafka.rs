@@ -1,0 +1,97 @@
+//! Kafka client settings and topic administration.
+//!
+//! Every client starts from `[kafka]` of topology.toml: `bootstrap_servers` plus the
+//! pass-through `[kafka.client]` table (SASL, SSL, rack, compression…), where a value written
+//! `env:NAME` is read from the environment so secrets stay out of the file.
+
+use crate::config::{TopicConfig, Topology};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+use std::time::Duration;
+
+/// A client configuration for the brokers of `topology`.
+///
+/// # Errors
+/// When a `env:NAME` value names a variable that is not set.
+pub fn client_config(topology: &Topology) -> anyhow::Result<ClientConfig> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &topology.kafka.bootstrap_servers);
+    cfg.set("client.id", "fluxo");
+    for (k, v) in &topology.kafka.client {
+        let value = match v.strip_prefix("env:") {
+            Some(var) => std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("kafka.client.{k} refers to ${var}, which is not set")
+            })?,
+            None => v.clone(),
+        };
+        cfg.set(k, value);
+    }
+    Ok(cfg)
+}
+
+/// Create every topic `topology` needs (declared ones and `.dlq`s); existing topics are left
+/// as they are. Returns the names created.
+///
+/// # Errors
+/// When the brokers cannot be reached or refuse a creation for another reason than "exists".
+pub async fn create_topics(topology: &Topology) -> anyhow::Result<Vec<String>> {
+    let admin: AdminClient<DefaultClientContext> = client_config(topology)?.create()?;
+    let topics = topology.all_topics();
+    let configs: Vec<(String, Vec<(&str, String)>)> = topics
+        .iter()
+        .map(|(name, t)| (name.clone(), topic_settings(t)))
+        .collect();
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .zip(&configs)
+        .map(|((name, t), (_, settings))| {
+            let mut nt = NewTopic::new(name, t.partitions, TopicReplication::Fixed(1));
+            for (k, v) in settings {
+                nt = nt.set(k, v);
+            }
+            nt
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics(&new, &opts).await?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => anyhow::bail!("cannot create topic {name}: {code}"),
+        }
+    }
+    Ok(created)
+}
+
+fn topic_settings(t: &TopicConfig) -> Vec<(&'static str, String)> {
+    let mut s = vec![("cleanup.policy", t.cleanup_policy.as_str().to_string())];
+    if let Some(r) = t.retention {
+        s.push(("retention.ms", r.millis().to_string()));
+    }
+    s
+}
+
+/// Wait until the brokers answer a metadata request, up to `timeout`.
+///
+/// # Errors
+/// When they still do not answer after `timeout`.
+pub fn wait_for_brokers(topology: &Topology, timeout: Duration) -> anyhow::Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = client_config(topology)?.create()?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match consumer.fetch_metadata(None, Duration::from_secs(2)) {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                anyhow::bail!(
+                    "brokers at {} do not answer: {e}",
+                    topology.kafka.bootstrap_servers
+                )
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The state store: processor state, input checkpoints and materialized views.
+//!
+//! One interface, [`StateStore`], with the embedded engine ([`embedded::EmbeddedStore`], redb) as
+//! the default. It is shaped for a wide-column backend too: tables of ordered byte keys where a
+//! prefix is the partition key and the rest the clustering key, idempotent upserts, and one
+//! [`WriteBatch`] that carries state changes together with the input offsets they reflect.
+//!
+//! # Effectively-once
+//! A processor's state changes and the next offsets of the inputs it has consumed are committed
+//! in one atomic [`StateStore::commit`]. After a crash the runtime resumes every partition from
+//! the offset stored with the state, so no input is applied twice and none is skipped.
+
+pub mod embedded;
+
+use fluxo_processors::{StateReader, StateWriter};
+use std::collections::BTreeMap;
+
+/// A state store error (I/O, corruption, a backend refusing a write).
+#[derive(Debug, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StoreError(pub String);
+
+/// One input position: the next offset to read of a topic partition, for one processor.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Checkpoint {
+    /// Processor (or view) name the offset belongs to.
+    pub processor: String,
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// Next offset to consume.
+    pub next_offset: i64,
+}
+
+/// Writes to commit atomically: upserts and deletes plus checkpoints.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    /// `(table, key) -> Some(value)` upsert or `None` delete; the last write to a key wins.
+    pub writes: BTreeMap<(String, Vec<u8>), Option<Vec<u8>>>,
+    /// Offsets reflected by these writes.
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.checkpoints.is_empty()
+    }
+}
+
+impl StateWriter for WriteBatch {
+    fn put(&mut self, table: &str, key: &[u8], value: &[u8]) {
+        self.writes
+            .insert((table.to_string(), key.to_vec()), Some(value.to_vec()));
+    }
+
+    fn delete(&mut self, table: &str, key: &[u8]) {
+        self.writes.insert((table.to_string(), key.to_vec()), None);
+    }
+}
+
+/// Rows of a scan: `(key, value)` in key order.
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A durable key-value store with atomic batches and checkpoints.
+pub trait StateStore: Send + Sync {
+    /// The value of `key` in `table`.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the backend cannot be read.
+    fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` entries of `table` with `start <= key < end` (`end = None`: to the end of the
+    /// keys starting with `prefix`), in key order, all sharing `prefix`.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the backend cannot be read.
+    fn scan(
+        &self,
+        table: &str,
+        prefix: &[u8],
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Rows, StoreError>;
+
+    /// Commit `batch` atomically: all of its writes and checkpoints, or none.
+    ///
+    /// # Errors
+    /// A [`StoreError`]; then nothing of the batch is visible.
+    fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Every checkpoint of `processor`.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the backend cannot be read.
+    fn checkpoints(&self, processor: &str) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// Remove every table whose name starts with `prefix` and the checkpoints of processors whose
+    /// name starts with it (used to reset a replay namespace).
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the backend cannot be written.
+    fn drop_namespace(&self, prefix: &str) -> Result<(), StoreError>;
+}
+
+/// Adapts a [`StateStore`] to the processors' [`StateReader`]. A read error is logged and
+/// answered as a miss would be fatal to determinism, so it aborts the batch instead: see
+/// [`StoreReader::take_error`].
+pub struct StoreReader<'a> {
+    store: &'a dyn StateStore,
+    error: std::cell::RefCell<Option<StoreError>>,
+}
+
+impl<'a> StoreReader<'a> {
+    /// A reader over `store`.
+    pub fn new(store: &'a dyn StateStore) -> Self {
+        Self {
+            store,
+            error: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// The first read error since the last call, if any. A batch that saw one must not be
+    /// committed: the processor may have acted on a false miss.
+    pub fn take_error(&self) -> Option<StoreError> {
+        self.error.borrow_mut().take()
+    }
+}
+
+impl StateReader for StoreReader<'_> {
+    fn get(&self, table: &str, key: &[u8]) -> Option<Vec<u8>> {
+        match self.store.get(table, key) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                None
+            }
+        }
+    }
+}

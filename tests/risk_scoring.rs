@@ -1,0 +1,271 @@
+//! Risk scoring on the real broker: blacklist join, unlisting, invalid documents, and an external
+//! validator (a real local HTTP server) that is slow, failing and recovering.
+
+mod common;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use common::*;
+use fluxo_processors::events::{
+    BlacklistEntry, Decision, RiskDecision, Transaction, TransactionKind,
+};
+use fluxo_processors::risk::documents::{generate_cnpj, generate_cpf, punctuate};
+use rust_decimal::Decimal;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn tx(id: &str, payer: &str, payee: &str, amount: i64, event_time: i64) -> Transaction {
+    Transaction {
+        transaction_id: id.into(),
+        kind: TransactionKind::Pix,
+        payer_document: payer.into(),
+        payer_name: "Maria".into(),
+        payee_document: payee.into(),
+        amount: Decimal::new(amount, 2),
+        channel: "app".into(),
+        event_time,
+    }
+}
+
+fn now() -> i64 {
+    fluxo::simulate::now_millis()
+}
+
+/// Read decisions until every id in `ids` has one.
+fn decisions(env: &Env, ids: &[&str]) -> Vec<RiskDecision> {
+    let topic = env.topic("risk-decisions");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all: Vec<RiskDecision> = read_topic(&topic, usize::MAX, Duration::from_secs(2))
+            .into_iter()
+            .filter_map(|r| r.payload.map(|p| decode::<RiskDecision>(&p)))
+            .collect();
+        if ids.iter().all(|id| all.iter().any(|d| d.transaction_id == *id)) {
+            return all
+                .into_iter()
+                .filter(|d| ids.contains(&d.transaction_id.as_str()))
+                .collect();
+        }
+        assert!(Instant::now() < deadline, "decisions missing; log:\n{}", env.log());
+    }
+}
+
+fn find<'a>(all: &'a [RiskDecision], id: &str) -> &'a RiskDecision {
+    all.iter().find(|d| d.transaction_id == id).unwrap()
+}
+
+fn has_reason(d: &RiskDecision, rule: &str) -> bool {
+    d.reasons.iter().any(|r| r.rule_id == rule)
+}
+
+/// Wait until the runtime has applied `n` records of `topic`.
+fn wait_topic_in(env: &Env, topic: &str, n: u64) {
+    let label = format!("topic=\"{topic}\"");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (env.metric("fluxo_records_in_total", &[&label]) as u64) < n {
+        assert!(Instant::now() < deadline, "{topic}: not applied; log:\n{}", env.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blacklist_listing_unlisting_and_invalid_documents() {
+    let env = Env::new(&["risk-scoring"], "");
+    env.create_topics();
+    let mut p = TestProducer::new();
+    let bl = env.topic("document-blacklist");
+    let txs = env.topic("transactions");
+    let mut child = env.start();
+
+    let listed = generate_cpf(123_456_789);
+    let payee = generate_cnpj(11_222_333, 1);
+    let clean_payer = generate_cpf(987_654_321);
+    let entry = BlacklistEntry {
+        document: punctuate(&listed).unwrap(),
+        listed: true,
+        reason: "fraud".into(),
+        source: "coaf".into(),
+        since: now(),
+    };
+    p.send(&bl, &listed, &entry).await;
+    wait_topic_in(&env, &bl, 1);
+
+    // Blacklisted payer (written with punctuation) -> REJECT.
+    p.send(&txs, &listed, &tx("t-listed", &punctuate(&listed).unwrap(), &payee, 1_000, now()))
+        .await;
+    // Blacklisted payee -> REJECT.
+    p.send(&txs, &clean_payer, &tx("t-payee", &clean_payer, &listed, 1_000, now()))
+        .await;
+    // Invalid CPF (wrong check digit) -> REJECT invalid_document.
+    let mut invalid = generate_cpf(111_222_333);
+    let last = invalid.pop().unwrap().to_digit(10).unwrap();
+    invalid.push(char::from_digit((last + 1) % 10, 10).unwrap());
+    p.send(&txs, &invalid, &tx("t-invalid", &invalid, &payee, 1_000, now()))
+        .await;
+    let got = decisions(&env, &["t-listed", "t-payee", "t-invalid"]);
+    let d = find(&got, "t-listed");
+    assert_eq!(d.decision, Decision::Reject);
+    assert!(has_reason(d, "blacklist_payer"), "{d:?}");
+    let d = find(&got, "t-payee");
+    assert_eq!(d.decision, Decision::Reject);
+    assert!(has_reason(d, "blacklist_payee"), "{d:?}");
+    let d = find(&got, "t-invalid");
+    assert_eq!(d.decision, Decision::Reject);
+    assert!(has_reason(d, "invalid_document"), "{d:?}");
+    for d in &got {
+        assert!(d.reasons.iter().all(|r| !r.text.contains(&listed)), "document in clear: {d:?}");
+    }
+
+    // Unlisting with listed=false, then a tombstone for another document.
+    let unlisted = BlacklistEntry {
+        listed: false,
+        ..entry.clone()
+    };
+    p.send(&bl, &listed, &unlisted).await;
+    wait_topic_in(&env, &bl, 2);
+    p.send(&txs, &listed, &tx("t-after", &listed, &payee, 1_000, now()))
+        .await;
+    let d = decisions(&env, &["t-after"]).remove(0);
+    assert!(!has_reason(&d, "blacklist_payer"), "{d:?}");
+    assert_ne!(d.decision, Decision::Reject, "{d:?}");
+
+    let other = generate_cpf(555_666_777);
+    p.send(&bl, &other, &BlacklistEntry { document: other.clone(), ..entry.clone() })
+        .await;
+    p.send_raw(&bl, &other, None).await;
+    wait_topic_in(&env, &bl, 4);
+    p.send(&txs, &other, &tx("t-tomb", &other, &payee, 1_000, now()))
+        .await;
+    let d = decisions(&env, &["t-tomb"]).remove(0);
+    assert!(!has_reason(&d, "blacklist_payer"), "{d:?}");
+
+    // The blacklist survives a restart (restored from state and the compacted topic).
+    assert!(stop(&mut child).success());
+    let mut child = env.start();
+    p.send(&bl, &other, &BlacklistEntry { document: other.clone(), ..entry.clone() })
+        .await;
+    wait_topic_in(&env, &bl, 1);
+    p.send(&txs, &other, &tx("t-relisted", &other, &payee, 1_000, now()))
+        .await;
+    let d = decisions(&env, &["t-relisted"]).remove(0);
+    assert!(has_reason(&d, "blacklist_payer"), "{d:?}");
+    assert!(stop(&mut child).success());
+}
+
+/// A local validator whose behaviour the test switches: 0 = healthy, 1 = slow, 2 = failing.
+#[derive(Clone, Default)]
+struct ValidatorControl {
+    mode: Arc<AtomicUsize>,
+    calls: Arc<AtomicU64>,
+}
+
+async fn validate(
+    State(c): State<ValidatorControl>,
+    Path(doc): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, StatusCode> {
+    c.calls.fetch_add(1, Ordering::SeqCst);
+    match c.mode.load(Ordering::SeqCst) {
+        1 => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(axum::Json(serde_json::json!({"flagged": false})))
+        }
+        2 => Err(StatusCode::SERVICE_UNAVAILABLE),
+        _ => Ok(axum::Json(serde_json::json!({
+            "flagged": doc.ends_with("00"),
+            "reason": "watch list",
+        }))),
+    }
+}
+
+async fn start_validator(control: ValidatorControl) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route("/documents/{doc}", get(validate))
+        .with_state(control);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_or_failing_validator_degrades_within_the_sla_and_the_breaker_recovers() {
+    let control = ValidatorControl::default();
+    let url = start_validator(control.clone()).await;
+    let params = format!(
+        r#"
+[processors.risk-scoring.params.external]
+url = "{url}"
+timeout = "200ms"
+budget = "800ms"
+max_retries = 2
+failure_threshold = 3
+open_for = "1s"
+cache_ttl = "1ms"
+"#
+    );
+    let env = Env::new(&["risk-scoring"], &params);
+    env.create_topics();
+    let mut p = TestProducer::new();
+    let txs = env.topic("transactions");
+    let mut child = env.start();
+    let payee = generate_cnpj(44_555_666, 1);
+
+    // Healthy: decisions use the validator and are not degraded.
+    let payer = generate_cpf(1);
+    p.send(&txs, &payer, &tx("h-1", &payer, &payee, 1_000, now())).await;
+    let d = decisions(&env, &["h-1"]).remove(0);
+    assert!(!d.degraded, "{d:?}");
+    assert!(control.calls.load(Ordering::SeqCst) >= 1);
+
+    // Slow: every call times out; decisions are degraded and still within the SLA.
+    control.mode.store(1, Ordering::SeqCst);
+    let ids: Vec<String> = (0..20).map(|i| format!("slow-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let payer = generate_cpf(1_000 + i as u64);
+        p.send(&txs, &payer, &tx(id, &payer, &payee, 1_000, now())).await;
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    for d in decisions(&env, &refs) {
+        assert!(d.degraded, "{d:?}");
+        assert!(d.latency_ms < 2_000, "SLA: {d:?}");
+        assert!(d.reasons.iter().any(|r| r.rule_id == "external_unavailable"), "{d:?}");
+    }
+    assert_eq!(env.metric("fluxo_risk_sla_breaches_total", &[]), 0.0);
+
+    // Failing: the breaker opens, calls stop reaching the validator.
+    control.mode.store(2, Ordering::SeqCst);
+    for i in 0..6 {
+        let payer = generate_cpf(2_000 + i);
+        let id = format!("fail-{i}");
+        p.send(&txs, &payer, &tx(&id, &payer, &payee, 1_000, now())).await;
+        let d = decisions(&env, &[&id]).remove(0);
+        assert!(d.degraded, "{d:?}");
+    }
+    assert!(
+        env.metric("fluxo_validator_unavailable_total", &["cause=\"circuit_open\""]) >= 1.0,
+        "the breaker never opened; log:\n{}",
+        env.log()
+    );
+
+    // Recovering: after `open_for` a probe succeeds, the breaker closes, decisions are whole.
+    control.mode.store(0, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1_200));
+    let mut closed = false;
+    for i in 0..10 {
+        let payer = generate_cpf(3_000 + i);
+        let id = format!("ok-{i}");
+        p.send(&txs, &payer, &tx(&id, &payer, &payee, 1_000, now())).await;
+        let d = decisions(&env, &[&id]).remove(0);
+        if !d.degraded && env.metric("fluxo_validator_breaker_state", &[]) == 0.0 {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(closed, "the breaker did not close again; log:\n{}", env.log());
+
+    assert!(stop(&mut child).success());
+}
