@@ -55,6 +55,10 @@ pub struct KafkaConfig {
     /// Comma-separated `host:port` list (`FLUXO_BOOTSTRAP_SERVERS` overrides).
     #[serde(default = "default_bootstrap")]
     pub bootstrap_servers: String,
+    /// Consumer groups are named `<group_prefix>-<processor>` (default `fluxo`); separate
+    /// deployments sharing a cluster use different prefixes.
+    #[serde(default = "default_group_prefix")]
+    pub group_prefix: String,
     /// librdkafka settings passed through to every client (SASL, SSL, compression, rack…).
     /// A value of the form `env:NAME` is read from the environment variable NAME.
     #[serde(default)]
@@ -65,9 +69,14 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         Self {
             bootstrap_servers: default_bootstrap(),
+            group_prefix: default_group_prefix(),
             client: BTreeMap::new(),
         }
     }
+}
+
+fn default_group_prefix() -> String {
+    "fluxo".into()
 }
 
 fn default_bootstrap() -> String {
@@ -163,6 +172,13 @@ pub struct RuntimeConfig {
     pub max_in_flight: usize,
     /// How long a checkpoint waits for outstanding produce acknowledgements.
     pub produce_timeout: DurationMs,
+    /// `fetch.wait.max.ms` of the consumers. Kafka answers a fetch as soon as data arrives, so
+    /// this only bounds idle polling there; Tansu answers at the end of the wait, so on the dev
+    /// broker it is also the latency floor of each hop (lower it for latency, raise it to spare
+    /// the broker's CPU).
+    pub fetch_wait_max: DurationMs,
+    /// Consumer group session timeout (Tansu's coordinator can be slow to answer heartbeats).
+    pub session_timeout: DurationMs,
 }
 
 impl Default for RuntimeConfig {
@@ -173,6 +189,8 @@ impl Default for RuntimeConfig {
             max_batch: 500,
             max_in_flight: 100_000,
             produce_timeout: DurationMs(30_000),
+            fetch_wait_max: DurationMs(100),
+            session_timeout: DurationMs(30_000),
         }
     }
 }

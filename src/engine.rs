@@ -499,15 +499,19 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     };
 
     let mut ccfg = base.clone();
-    ccfg.set("group.id", format!("fluxo-{name}"))
+    let group = format!("{}-{name}", topology.kafka.group_prefix);
+    ccfg.set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "20")
+        .set("fetch.wait.max.ms", rt.fetch_wait_max.millis().to_string())
         .set("queued.max.messages.kbytes", "32768")
         .set("statistics.interval.ms", "5000")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000");
+        .set("session.timeout.ms", rt.session_timeout.millis().to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (rt.session_timeout.millis() / 10).max(100).to_string(),
+        );
 
     // Global inputs: every instance reads them whole, caught up before the group starts.
     let global = if spec.processor.global_inputs.is_empty() {
@@ -515,7 +519,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     } else {
         let consumer: BaseConsumer = ccfg
             .clone()
-            .set("group.id", format!("fluxo-{name}-global"))
+            .set("group.id", format!("{group}-global"))
             .create()?;
         let stored = lock(&task).stored_offsets();
         let mut tpl = TopicPartitionList::new();
@@ -683,6 +687,8 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     // Shutdown: finish, checkpoint, leave the group.
     {
         let mut t = lock(&task);
+        // Do not wait the whole produce timeout at exit when the broker is gone.
+        t.produce_timeout = t.produce_timeout.min(Duration::from_secs(10));
         if let Err(e) = t.checkpoint() {
             tracing::error!(processor = %name, error = %e, "final checkpoint failed; the next start resumes from the previous one");
         } else {

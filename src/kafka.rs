@@ -53,17 +53,37 @@ pub async fn create_topics(topology: &Topology) -> anyhow::Result<Vec<String>> {
             nt
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics(&new, &opts).await?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(60)));
     let mut created = Vec::new();
-    for r in results {
-        match r {
-            Ok(name) => created.push(name),
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => anyhow::bail!("cannot create topic {name}: {code}"),
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        // Creation is idempotent ("already exists" is fine), so a timed-out attempt is retried.
+        let results = match admin.create_topics(&new, &opts).await {
+            Ok(r) => r,
+            Err(e) if attempt < 3 => {
+                tracing::warn!(error = %e, attempt, "creating topics timed out; retrying");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut retry = false;
+        for r in results {
+            match r {
+                Ok(name) => created.push(name),
+                Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, rdkafka::types::RDKafkaErrorCode::RequestTimedOut)) if attempt < 3 => {
+                    retry = true
+                }
+                Err((name, code)) => anyhow::bail!("cannot create topic {name}: {code}"),
+            }
+        }
+        if !retry {
+            return Ok(created);
         }
     }
-    Ok(created)
 }
 
 fn topic_settings(t: &TopicConfig) -> Vec<(&'static str, String)> {

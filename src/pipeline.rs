@@ -92,8 +92,23 @@ impl Pipeline {
     /// The first engine error, after all engines stopped.
     pub fn stop(self) -> anyhow::Result<()> {
         self.shutdown.store(true, Ordering::SeqCst);
+        // An engine whose broker is gone can block in the Kafka client's close; it gets a
+        // deadline, after which the process exits without it (its last checkpoint stands).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+        while self.threads.iter().any(|(_, t)| !t.is_finished())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let mut first = Ok(());
         for (name, t) in self.threads {
+            if !t.is_finished() {
+                tracing::error!(processor = %name, "engine did not stop within 45 s; leaving it");
+                if first.is_ok() {
+                    first = Err(anyhow::anyhow!("processor {name} did not stop in time"));
+                }
+                continue;
+            }
             match t.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

@@ -106,7 +106,7 @@ pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure>
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let _ = stop_http.send(true);
-    let _ = http.await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), http).await;
     match joined {
         Ok(r) => r.map_err(Failure::Runtime),
         Err(_) => Err(Failure::Runtime(anyhow::anyhow!("the replica panicked"))),

@@ -164,7 +164,8 @@ async fn wait_and_stop(running: Running, mut broker: Option<&mut Broker>) -> Res
         .await
         .map_err(|e| anyhow::anyhow!("joining processors: {e}"))?;
     let _ = running.http_stop.send(true);
-    let _ = running.http.await;
+    // Graceful, but not forever: idle keep-alive connections must not hold the exit.
+    let _ = tokio::time::timeout(Duration::from_secs(5), running.http).await;
     stopped?;
     match failure {
         Some(e) => Err(Failure::Runtime(e)),
@@ -237,7 +238,7 @@ pub async fn up(topology_path: &Path, args: UpArgs) -> Result<(), Failure> {
     let result = wait_and_stop(running, broker.as_mut()).await;
     let _ = registry_stop.send(true);
     if let Some(t) = registry_task {
-        let _ = t.await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     if let Some(mut b) = broker {
         tokio::task::spawn_blocking(move || b.stop(Duration::from_secs(10)))

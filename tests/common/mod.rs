@@ -140,6 +140,13 @@ pub fn topology_text(suffix: &str, extra: &str) -> String {
             .replace(&format!("[topics.{t}]"), &format!("[topics.{t}-{suffix}]"))
             .replace(&format!("\"{t}\""), &format!("\"{t}-{suffix}\""));
     }
+    // Tests share one broker: each gets consumer groups of its own.
+    let text = text.replacen(
+        "group_prefix = \"fluxo\"",
+        &format!("group_prefix = \"fluxo-{suffix}\""),
+        1,
+    );
+    assert!(text.contains(&format!("fluxo-{suffix}\"")), "group_prefix not set");
     format!("{text}\n{extra}\n")
 }
 

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Markdown report of benches/e2e.sh: reads its results.jsonl (and the decision files it names).
+
+Usage: python3 benches/e2e_report.py /tmp/fluxo-e2e-<pid>/results.jsonl
+
+Risk latency = the decision's own `latency_ms` (decided_at - transaction event_time, both stamped
+by fluxo: the event time by the simulating producer at send time, decided_at by the risk-scoring
+processor). Percentiles are nearest-rank over every decision of the run (deduplicated by
+transaction id). Stdlib only.
+"""
+
+import json
+import math
+import sys
+
+
+def pct(sorted_values, p):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def produced(rec):
+    wall, user, sys_ = (float(x) for x in rec["produce_time"].split())
+    return wall, user + sys_
+
+
+def risk_row(rec):
+    decisions = {}
+    with open(rec["decisions"]) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            d = json.loads(line)
+            if d.get("event_time", 0) >= rec["t0_ms"]:
+                decisions[d["transaction_id"]] = d
+    ds = list(decisions.values())
+    lat = sorted(d["latency_ms"] for d in ds)
+    events = sorted(d["event_time"] for d in ds)
+    decided = sorted(d["decided_at"] for d in ds)
+    n = len(ds)
+    send_rate = (n - 1) / ((events[-1] - events[0]) / 1000) if n > 1 and events[-1] > events[0] else float("nan")
+    decide_rate = (n - 1) / ((decided[-1] - decided[0]) / 1000) if n > 1 and decided[-1] > decided[0] else float("nan")
+    degraded = sum(1 for d in ds if d.get("degraded"))
+    by_decision = {}
+    for d in ds:
+        by_decision[d["decision"]] = by_decision.get(d["decision"], 0) + 1
+    # Drift check: p99 of the last third of the run (by event time) against the whole.
+    ds.sort(key=lambda d: d["event_time"])
+    tail = sorted(d["latency_ms"] for d in ds[2 * n // 3:])
+    wall, cpu = produced(rec)
+    return {
+        "scenario": rec["scenario"],
+        "fetch_wait": rec.get("fetch_wait", ""),
+        "rate": rec["rate"],
+        "count": rec["count"],
+        "decisions": n,
+        "send_rate": send_rate,
+        "decide_rate": decide_rate,
+        "p50": pct(lat, 50),
+        "p95": pct(lat, 95),
+        "p99": pct(lat, 99),
+        "p999": pct(lat, 99.9),
+        "max": lat[-1] if lat else float("nan"),
+        "p99_last_third": pct(tail, 99),
+        "over_50": sum(1 for x in lat if x >= 50),
+        "degraded": degraded,
+        "by_decision": by_decision,
+        "producer_wall": wall,
+        "producer_cpu": cpu,
+        "fluxo_cpu": rec["fluxo_cpu_s"],
+        "tansu_cpu": rec["tansu_cpu_s"],
+        "load": f'{rec["load_before"]} → {rec["load_after"]}',
+        "produce_log": rec["produce_log"],
+    }
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    records = []
+    with open(sys.argv[1]) as f:
+        for line in f:
+            if line.strip():
+                records.append(json.loads(line))
+
+    risk = [risk_row(r) for r in records if r["kind"] == "risk"]
+    if risk:
+        print("### Risk scoring latency (event time → decision)\n")
+        print("| scenario | fetch_wait_max | target rate /s | transactions | decisions | producer sent /s "
+              "| decisions /s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | ≥ 50 ms | degraded "
+              "| fluxo CPU s | tansu CPU s | producer CPU s | load (1/5/15 min) before → after |")
+        print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+        for r in risk:
+            print(f'| {r["scenario"]} | {r["fetch_wait"]} | {r["rate"]} | {r["count"]} | {r["decisions"]} '
+                  f'| {r["send_rate"]:.0f} | {r["decide_rate"]:.0f} | {r["p50"]} | {r["p95"]} | {r["p99"]} '
+                  f'| {r["p999"]} | {r["max"]} | {r["over_50"]} | {r["degraded"]} | {r["fluxo_cpu"]:.1f} '
+                  f'| {r["tansu_cpu"]:.1f} | {r["producer_cpu"]:.1f} | {r["load"]} |')
+        print()
+        for r in risk:
+            mix = ", ".join(f"{k} {v}" for k, v in sorted(r["by_decision"].items()))
+            print(f'- {r["scenario"]} @ {r["rate"]}/s: p99 of the last third {r["p99_last_third"]} ms; '
+                  f'decisions {mix}; producer: "{r["produce_log"]}"')
+        print()
+
+    thr = [r for r in records if r["kind"] == "throughput"]
+    if thr:
+        print("### Throughput end to end (flat-out producer → every record checkpointed)\n")
+        print("| scenario | fetch_wait_max | records | producer s (records/s) | processor | s until all checkpointed "
+              "| records/s end to end | fluxo CPU s | tansu CPU s | producer CPU s | load before → after |")
+        print("|---|---|--:|--:|---|--:|--:|--:|--:|--:|---|")
+        for r in thr:
+            wall, cpu = produced(r)
+            for proc, ms in r["done_ms"].items():
+                secs = ms / 1000
+                print(f'| {r["scenario"]} | {r.get("fetch_wait", "")} | {r["count"]} '
+                      f'| {wall:.1f} ({r["count"] / wall:.0f}) | {proc} | {secs:.1f} | {r["count"] / secs:.0f} '
+                      f'| {r["fluxo_cpu_s"]:.1f} | {r["tansu_cpu_s"]:.1f} | {cpu:.1f} '
+                      f'| {r["load_before"]} → {r["load_after"]} |')
+        print()
+        for r in thr:
+            print(f'- {r["scenario"]}: producer: "{r["produce_log"]}"; CPU per record: fluxo '
+                  f'{r["fluxo_cpu_s"] / r["count"] * 1e6:.0f} µs, tansu {r["tansu_cpu_s"] / r["count"] * 1e6:.0f} µs')
+        print()
+
+    inst = [r for r in records if r["kind"] == "instance"]
+    if inst:
+        print("### Processes over each whole instance (start to SIGTERM)\n")
+        print("| instance | fetch_wait_max | ready after s | fluxo CPU s | fluxo peak RSS MiB | tansu CPU s "
+              "| tansu peak RSS MiB | exit |")
+        print("|---|---|--:|--:|--:|--:|--:|--:|")
+        for r in inst:
+            print(f'| {r["scenario"]} | {r["fetch_wait"]} | {r["startup_s"]} | {r["fluxo_cpu_s"]} '
+                  f'| {r["fluxo_hwm_mib"]} | {r["tansu_cpu_s"]} | {r["tansu_hwm_mib"]} | {r["exit"]} |')
+        print()
+
+
+if __name__ == "__main__":
+    main()
