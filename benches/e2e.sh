@@ -20,6 +20,9 @@
 # Environment (defaults in brackets):
 #   FLUXO_BIN [target/release/fluxo]   E2E_DIR [/tmp/fluxo-e2e-<pid>]   TOPOLOGY [topology.toml]
 #   BROKER [127.0.0.1:39092]  REGISTRY [http://127.0.0.1:38081]  HTTP [127.0.0.1:38080]
+#   RISK_WARMUP ["1000:3000"]             rate:count run first on each risk instance and reported
+#                                         as `<scenario> warm-up` (the first records of a fresh
+#                                         instance wait for the consumers' first fetches)
 #   RISK_RUNS ["1000:30000 5000:100000"]  rate:count pairs, run in order on one instance
 #   DOWN_RUNS ["1000:30000 5000:100000"]  the same for risk-down
 #   PRICES_N [200000]  LEDGER_N [200000]
@@ -37,6 +40,7 @@ TOPOLOGY=${TOPOLOGY:-$ROOT/topology.toml}
 BROKER=${BROKER:-127.0.0.1:39092}
 REGISTRY=${REGISTRY:-http://127.0.0.1:38081}
 HTTP=${HTTP:-127.0.0.1:38080}
+RISK_WARMUP=${RISK_WARMUP:-"1000:3000"}
 RISK_RUNS=${RISK_RUNS:-"1000:30000 5000:100000"}
 DOWN_RUNS=${DOWN_RUNS:-"1000:30000 5000:100000"}
 PRICES_N=${PRICES_N:-200000}
@@ -160,13 +164,13 @@ wait_checkpointed() {
   echo $(( $(now_ms) - PHASE_T0 ))
 }
 
-# risk_runs SCENARIO "rate:count ..."
+# risk_runs SCENARIO "rate:count ..." (RISK_TOTAL: decisions so far on this instance)
 risk_runs() {
-  local scenario=$1 runs=$2 total=0 run rate n
+  local scenario=$1 runs=$2 run rate n
   for run in $runs; do
     rate=${run%:*}; n=${run#*:}
     local base; base=$(checkpointed risk-scoring transactions)
-    local prefix=$INSTANCE_DIR/risk-$rate
+    local prefix=$INSTANCE_DIR/${scenario// /-}-$rate
     local load0 f0 t0; load0=$(loadavg); f0=$(cpu_s "$FLUXO_PID"); t0=$(cpu_s "${TANSU_PID:-0}")
     PHASE_T0=$(now_ms)
     echo "e2e: $scenario: $n transactions at $rate/s" >&2
@@ -174,9 +178,9 @@ risk_runs() {
     local done_ms; done_ms=$(wait_checkpointed risk-scoring transactions $((base + n)))
     local f1 t1 load1; f1=$(cpu_s "$FLUXO_PID"); t1=$(cpu_s "${TANSU_PID:-0}"); load1=$(loadavg)
     metrics >"$prefix.metrics" || true
-    total=$((total + n))
+    RISK_TOTAL=$((RISK_TOTAL + n))
     # Every decision so far, then keep this run's (event_time >= PHASE_T0) in the report.
-    "$FLUXO_BIN" consume --topic risk-decisions --from-beginning --count "$total" --timeout 300 \
+    "$FLUXO_BIN" consume --topic risk-decisions --from-beginning --count "$RISK_TOTAL" --timeout 300 \
       >"$prefix.decisions.jsonl" 2>"$prefix.consume.err"
     printf '{"kind":"risk","scenario":"%s","rate":%s,"count":%s,"t0_ms":%s,"done_ms":%s,"produce_time":"%s","produce_log":"%s","fluxo_cpu_s":%s,"tansu_cpu_s":%s,"load_before":"%s","load_after":"%s","decisions":"%s","metrics":"%s","fetch_wait":"%s"}\n' \
       "$scenario" "$rate" "$n" "$PHASE_T0" "$done_ms" "$(cat "$prefix.produce.time")" \
@@ -207,12 +211,12 @@ throughput() {
   done
   local f1 t1 load1; f1=$(cpu_s "$FLUXO_PID"); t1=$(cpu_s "${TANSU_PID:-0}"); load1=$(loadavg)
   metrics >"$prefix.metrics" || true
-  printf '{"kind":"throughput","scenario":"%s","sim":"%s","count":%s,"produced_ms":%s,"done_ms":{%s},"produce_time":"%s","produce_log":"%s","fluxo_cpu_s":%s,"tansu_cpu_s":%s,"load_before":"%s","load_after":"%s","fetch_wait":"%s"}\n' \
+  printf '{"kind":"throughput","scenario":"%s","sim":"%s","count":%s,"produced_ms":%s,"done_ms":{%s},"produce_time":"%s","produce_log":"%s","fluxo_cpu_s":%s,"tansu_cpu_s":%s,"load_before":"%s","load_after":"%s","fetch_wait":"%s","metrics":"%s"}\n' \
     "$scenario" "$sim" "$n" "$produced_ms" "$done_json" "$(cat "$prefix.produce.time")" \
     "$(grep '^produced' "$prefix.produce.err" | tr -d '"')" \
     "$(awk -v a="$f0" -v b="$f1" 'BEGIN{printf "%.2f", b-a}')" \
     "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')" \
-    "$load0" "$load1" "$FETCH_WAIT" >>"$RESULTS"
+    "$load0" "$load1" "$FETCH_WAIT" "$prefix.metrics" >>"$RESULTS"
 }
 
 scenarios=("$@")
@@ -221,12 +225,16 @@ for s in "${scenarios[@]}"; do
   case $s in
     risk)
       start_instance risk "$LATENCY_FETCH_WAIT"
+      RISK_TOTAL=0
+      risk_runs "risk warm-up" "$RISK_WARMUP"
       risk_runs risk "$RISK_RUNS"
       stop_instance risk ;;
     risk-down)
       start_instance risk-down "$LATENCY_FETCH_WAIT" \
         "[processors.risk-scoring.params.external]
 url = \"$VALIDATOR_URL\""
+      RISK_TOTAL=0
+      risk_runs "risk-down warm-up" "$RISK_WARMUP"
       risk_runs risk-down "$DOWN_RUNS"
       stop_instance risk-down ;;
     market)

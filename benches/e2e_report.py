@@ -22,6 +22,40 @@ def pct(sorted_values, p):
     return sorted_values[rank - 1]
 
 
+def read_metrics(path):
+    """Prometheus text → {'name{labels}': value}; empty when the file is missing."""
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("#") or not line.strip():
+                    continue
+                key, _, value = line.rpartition(" ")
+                try:
+                    out[key] = float(value)
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return out
+
+
+def metric_delta(now, before, prefix):
+    """Sum over the series starting with `prefix`, minus the same sum in `before`."""
+    def total(m):
+        return sum(v for k, v in m.items() if k.startswith(prefix))
+    return total(now) - total(before)
+
+
+def checkpoint_note(now, before, processor):
+    key = f'fluxo_checkpoint_duration_seconds_%s{{processor="{processor}"}}'
+    n = now.get(key % "count", 0) - before.get(key % "count", 0)
+    secs = now.get(key % "sum", 0) - before.get(key % "sum", 0)
+    if n <= 0:
+        return f"{processor}: no checkpoint"
+    return f"{processor}: {n:.0f} checkpoints, mean {secs / n * 1000:.0f} ms each ({secs:.1f} s in all)"
+
+
 def produced(rec):
     wall, user, sys_ = (float(x) for x in rec["produce_time"].split())
     return wall, user + sys_
@@ -53,6 +87,7 @@ def risk_row(rec):
     tail = sorted(d["latency_ms"] for d in ds[2 * n // 3:])
     wall, cpu = produced(rec)
     return {
+        "metrics": read_metrics(rec["metrics"]),
         "scenario": rec["scenario"],
         "fetch_wait": rec.get("fetch_wait", ""),
         "rate": rec["rate"],
@@ -88,6 +123,16 @@ def main():
                 records.append(json.loads(line))
 
     risk = [risk_row(r) for r in records if r["kind"] == "risk"]
+    # Metrics are cumulative per instance: diff each run against the previous one of its instance.
+    last = {}
+    for r in risk:
+        instance = r["scenario"].split()[0]
+        before = last.get(instance, {})
+        r["checkpoints"] = checkpoint_note(r["metrics"], before, "risk-scoring")
+        r["sla_breaches"] = metric_delta(r["metrics"], before, "fluxo_risk_sla_breaches_total")
+        r["validator_unavailable"] = metric_delta(r["metrics"], before, "fluxo_validator_unavailable_total")
+        r["validator_calls"] = metric_delta(r["metrics"], before, "fluxo_validator_calls_total")
+        last[instance] = r["metrics"]
     if risk:
         print("### Risk scoring latency (event time → decision)\n")
         print("| scenario | fetch_wait_max | target rate /s | transactions | decisions | producer sent /s "
@@ -103,7 +148,9 @@ def main():
         for r in risk:
             mix = ", ".join(f"{k} {v}" for k, v in sorted(r["by_decision"].items()))
             print(f'- {r["scenario"]} @ {r["rate"]}/s: p99 of the last third {r["p99_last_third"]} ms; '
-                  f'decisions {mix}; producer: "{r["produce_log"]}"')
+                  f'decisions {mix}; SLA breaches {r["sla_breaches"]:.0f}; validator calls '
+                  f'{r["validator_calls"]:.0f}, unavailable {r["validator_unavailable"]:.0f}; '
+                  f'{r["checkpoints"]}; producer: "{r["produce_log"]}"')
         print()
 
     thr = [r for r in records if r["kind"] == "throughput"]
@@ -122,8 +169,11 @@ def main():
                       f'| {r["load_before"]} → {r["load_after"]} |')
         print()
         for r in thr:
+            m = read_metrics(r.get("metrics", ""))
+            notes = "; ".join(checkpoint_note(m, {}, p) for p in r["done_ms"])
             print(f'- {r["scenario"]}: producer: "{r["produce_log"]}"; CPU per record: fluxo '
-                  f'{r["fluxo_cpu_s"] / r["count"] * 1e6:.0f} µs, tansu {r["tansu_cpu_s"] / r["count"] * 1e6:.0f} µs')
+                  f'{r["fluxo_cpu_s"] / r["count"] * 1e6:.0f} µs, tansu {r["tansu_cpu_s"] / r["count"] * 1e6:.0f} µs; '
+                  f'{notes}')
         print()
 
     inst = [r for r in records if r["kind"] == "instance"]

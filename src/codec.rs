@@ -100,7 +100,11 @@ pub struct Codec {
 impl Codec {
     /// A codec resolving schemas through `sr`, encoding outputs with the registered
     /// `output_ids`; async lookups run on `handle`.
-    pub fn new(handle: tokio::runtime::Handle, sr: SrSettings, output_ids: HashMap<String, u32>) -> Self {
+    pub fn new(
+        handle: tokio::runtime::Handle,
+        sr: SrSettings,
+        output_ids: HashMap<String, u32>,
+    ) -> Self {
         Self {
             handle,
             decoder: Arc::new(AvroDecoder::new(sr)),
@@ -134,7 +138,9 @@ impl Codec {
                 Ok(schema)
             }
             Err(e) if e.retriable => Err(DecodeFailure::RegistryUnavailable(e.to_string())),
-            Err(e) => Err(DecodeFailure::UnknownSchemaId(format!("schema id {id}: {e}"))),
+            Err(e) => Err(DecodeFailure::UnknownSchemaId(format!(
+                "schema id {id}: {e}"
+            ))),
         }
     }
 

@@ -179,6 +179,26 @@ pub struct RuntimeConfig {
     pub fetch_wait_max: DurationMs,
     /// Consumer group session timeout (Tansu's coordinator can be slow to answer heartbeats).
     pub session_timeout: DurationMs,
+    /// How input partitions are shared between instances: `group` (Kafka consumer groups,
+    /// rebalancing as instances come and go) or `static` (this instance takes the partitions
+    /// `p` with `p % instances == instance`, like Flink's Kafka source; no group coordinator
+    /// involved). Offsets come from the state store either way.
+    pub assignment: Assignment,
+    /// With `static` assignment: this instance's index, from 0.
+    pub instance: u32,
+    /// With `static` assignment: how many instances share the partitions.
+    pub instances: u32,
+}
+
+/// How input partitions are assigned (see [`RuntimeConfig::assignment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Assignment {
+    /// Kafka consumer groups.
+    #[default]
+    Group,
+    /// A fixed share of the partitions per instance.
+    Static,
 }
 
 impl Default for RuntimeConfig {
@@ -191,6 +211,9 @@ impl Default for RuntimeConfig {
             produce_timeout: DurationMs(30_000),
             fetch_wait_max: DurationMs(100),
             session_timeout: DurationMs(30_000),
+            assignment: Assignment::Group,
+            instance: 0,
+            instances: 1,
         }
     }
 }
@@ -378,12 +401,13 @@ impl Topology {
     /// A [`ConfigError`] naming the key and line of the first problem found.
     pub fn parse(text: &str, file: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let err = |key: String, span: Option<std::ops::Range<usize>>, message: String| ConfigError {
-            file: file.to_string(),
-            key,
-            line: span.map(|s| line_of(s.start)),
-            message,
-        };
+        let err =
+            |key: String, span: Option<std::ops::Range<usize>>, message: String| ConfigError {
+                file: file.to_string(),
+                key,
+                line: span.map(|s| line_of(s.start)),
+                message,
+            };
         let raw: RawTopology = toml::from_str(text).map_err(|e| {
             let key = key_from_toml_error(text, &e);
             err(key, e.span(), e.message().to_string())
@@ -500,7 +524,20 @@ impl Topology {
             return Err(err(
                 "http.addr".into(),
                 None,
-                format!("`{}` is not a socket address like 127.0.0.1:8080", http.addr),
+                format!(
+                    "`{}` is not a socket address like 127.0.0.1:8080",
+                    http.addr
+                ),
+            ));
+        }
+        if raw.runtime.instances == 0 || raw.runtime.instance >= raw.runtime.instances {
+            return Err(err(
+                "runtime.instance".into(),
+                None,
+                format!(
+                    "instance {} is not below instances {}",
+                    raw.runtime.instance, raw.runtime.instances
+                ),
             ));
         }
         if raw.runtime.max_batch == 0 || raw.runtime.checkpoint_max_records == 0 {
@@ -574,7 +611,12 @@ fn key_from_toml_error(text: &str, e: &toml::de::Error) -> String {
         .unwrap_or_default();
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line = text[line_start..].lines().next().unwrap_or("").trim();
-    let key = line.split('=').next().unwrap_or("").trim().trim_matches('"');
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
     let message = e.message();
     // serde names the offending field in "unknown field `x`" and "missing field `x`".
     let field = message
@@ -647,10 +689,7 @@ outputs = ["price-alerts"]
     fn bad_params_name_the_processor_key() {
         let text = format!("{MINIMAL}\n[processors.price-change.params]\nthreshold_pctt = 5\n");
         let e = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap_err();
-        assert!(
-            e.key.starts_with("processors.price-change.params"),
-            "{e}"
-        );
+        assert!(e.key.starts_with("processors.price-change.params"), "{e}");
         assert!(e.to_string().contains("threshold_pctt"), "{e}");
         assert_eq!(e.line, Some(11));
     }

@@ -137,7 +137,10 @@ impl Task {
                 Err((e, r)) => {
                     // Not retriable by waiting (e.g. message too large): count it as a failed
                     // delivery so the checkpoint refuses to move past it.
-                    self.producer.context().failed.fetch_add(1, Ordering::SeqCst);
+                    self.producer
+                        .context()
+                        .failed
+                        .fetch_add(1, Ordering::SeqCst);
                     metrics::PRODUCE_ERRORS
                         .with_label_values(&[&self.name, r.topic])
                         .inc();
@@ -160,7 +163,9 @@ impl Task {
         }
         let failed = self.producer.context().failed.swap(0, Ordering::SeqCst);
         if failed > 0 {
-            return Err(CheckpointError::Delivery(format!("{failed} deliveries failed")));
+            return Err(CheckpointError::Delivery(format!(
+                "{failed} deliveries failed"
+            )));
         }
         let mut batch = WriteBatch::new();
         self.job.flush(&mut batch);
@@ -230,7 +235,9 @@ impl Task {
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.clear();
         let reader = StoreReader::new(&*self.store);
-        let result = self.job.process(rec, processing_time, &reader, &mut outputs);
+        let result = self
+            .job
+            .process(rec, processing_time, &reader, &mut outputs);
         if let Some(e) = reader.take_error() {
             self.outputs = outputs;
             return Err(e.to_string());
@@ -294,8 +301,11 @@ impl Task {
             (DLQ_OFFSET.to_string(), rec.offset.to_string().into_bytes()),
             (
                 ID_HEADER.to_string(),
-                format!("{}:{}/{}/{}/dlq", self.name, rec.topic, rec.partition, rec.offset)
-                    .into_bytes(),
+                format!(
+                    "{}:{}/{}/{}/dlq",
+                    self.name, rec.topic, rec.partition, rec.offset
+                )
+                .into_bytes(),
             ),
         ];
         Output {
@@ -355,7 +365,11 @@ impl ConsumerContext for GroupContext {
                     let offset = match stored.get(&key) {
                         Some(o) => {
                             metrics::CHECKPOINTED_OFFSET
-                                .with_label_values(&[&self.name, e.topic(), &e.partition().to_string()])
+                                .with_label_values(&[
+                                    &self.name,
+                                    e.topic(),
+                                    &e.partition().to_string(),
+                                ])
                                 .set(*o);
                             Offset::Offset(*o)
                         }
@@ -507,7 +521,10 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         .set("fetch.wait.max.ms", rt.fetch_wait_max.millis().to_string())
         .set("queued.max.messages.kbytes", "32768")
         .set("statistics.interval.ms", "5000")
-        .set("session.timeout.ms", rt.session_timeout.millis().to_string())
+        .set(
+            "session.timeout.ms",
+            rt.session_timeout.millis().to_string(),
+        )
         .set(
             "heartbeat.interval.ms",
             (rt.session_timeout.millis() / 10).max(100).to_string(),
@@ -577,7 +594,13 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             started: spec.started.clone(),
         })?;
         let inputs: Vec<&str> = spec.processor.inputs.iter().map(String::as_str).collect();
-        c.subscribe(&inputs)?;
+        match rt.assignment {
+            crate::config::Assignment::Group => c.subscribe(&inputs)?,
+            crate::config::Assignment::Static => {
+                assign_static(&c, &task, &inputs, rt.instance, rt.instances)?;
+                spec.started.store(true, Ordering::SeqCst);
+            }
+        }
         Some(c)
     };
     metrics::PROCESSOR_UP.with_label_values(&[&name]).set(1.0);
@@ -706,9 +729,55 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     Ok(())
 }
 
+/// Take this instance's share of the input partitions (`p % instances == instance`),
+/// positioned at the offsets stored with the state.
+fn assign_static(
+    consumer: &BaseConsumer<GroupContext>,
+    task: &Mutex<Task>,
+    inputs: &[&str],
+    instance: u32,
+    instances: u32,
+) -> anyhow::Result<()> {
+    let mut t = lock(task);
+    let stored = t.stored_offsets();
+    let mut tpl = TopicPartitionList::new();
+    for topic in inputs {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for m in md.topics() {
+            for p in m.partitions() {
+                if p.id().rem_euclid(instances as i32) != instance as i32 {
+                    continue;
+                }
+                let key = (topic.to_string(), p.id());
+                let offset = match stored.get(&key) {
+                    Some(o) => {
+                        metrics::CHECKPOINTED_OFFSET
+                            .with_label_values(&[t.name.as_str(), topic, &p.id().to_string()])
+                            .set(*o);
+                        Offset::Offset(*o)
+                    }
+                    None => Offset::Beginning,
+                };
+                tpl.add_partition_offset(topic, p.id(), offset)?;
+                t.assigned.insert(key);
+            }
+        }
+    }
+    consumer.assign(&tpl)?;
+    metrics::ASSIGNED_PARTITIONS
+        .with_label_values(&[&t.name])
+        .set(t.assigned.len() as i64);
+    tracing::info!(processor = %t.name, partitions = t.assigned.len(), instance, instances, "partitions assigned (static)");
+    Ok(())
+}
+
 /// Throw away uncommitted work and re-read every partition (group and global) from its
 /// checkpoint.
-fn rewind(t: &mut Task, consumer: Option<&BaseConsumer<GroupContext>>, global: Option<&BaseConsumer>) {
+fn rewind(
+    t: &mut Task,
+    consumer: Option<&BaseConsumer<GroupContext>>,
+    global: Option<&BaseConsumer>,
+) {
     t.reset();
     // Outputs still queued belong to the discarded work; they will be produced again.
     let _ = t.producer.flush(Duration::from_secs(5));
@@ -732,7 +801,9 @@ fn rewind(t: &mut Task, consumer: Option<&BaseConsumer<GroupContext>>, global: O
         if let Ok(assignment) = global.assignment() {
             for e in assignment.elements() {
                 let offset = position(e.topic(), e.partition());
-                if let Err(err) = global.seek(e.topic(), e.partition(), offset, Duration::from_secs(5)) {
+                if let Err(err) =
+                    global.seek(e.topic(), e.partition(), offset, Duration::from_secs(5))
+                {
                     tracing::error!(processor = %t.name, topic = e.topic(), error = %err, "seek failed");
                 }
             }

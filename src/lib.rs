@@ -30,5 +30,5 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod simulate;
-pub mod validator;
 pub mod state;
+pub mod validator;

@@ -119,7 +119,9 @@ pub fn document_pool() -> Vec<String> {
 }
 
 fn uuid_from(rng: &mut StdRng) -> String {
-    uuid::Builder::from_random_bytes(rng.random()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(rng.random())
+        .into_uuid()
+        .to_string()
 }
 
 impl Simulator {
@@ -182,7 +184,9 @@ impl Simulator {
             self.rng.random_range(-0.004..0.004)
         };
         let factor = Decimal::from_f64_retain(1.0 + step).unwrap_or(Decimal::ONE);
-        let next = (self.prices[i] * factor).round_dp(2).max(Decimal::new(1, 2));
+        let next = (self.prices[i] * factor)
+            .round_dp(2)
+            .max(Decimal::new(1, 2));
         self.prices[i] = next;
         AssetPrice {
             event_id: uuid_from(&mut self.rng),
@@ -252,8 +256,13 @@ impl Simulator {
             amount: Decimal::new(self.rng.random_range(100..500_000), 2),
             currency: "BRL".into(),
             occurred_at,
-            description: ["pix recebido", "boleto pago", "tarifa", "transferencia", "compra cartao"]
-                [self.rng.random_range(0..5)]
+            description: [
+                "pix recebido",
+                "boleto pago",
+                "tarifa",
+                "transferencia",
+                "compra cartao",
+            ][self.rng.random_range(0..5)]
             .into(),
         };
         if self.recent_entries.len() == 1024 {
@@ -269,8 +278,9 @@ impl Simulator {
         BlacklistEntry {
             document: self.pick_document(),
             listed,
-            reason: ["fraud", "court order", "coaf report", "chargebacks"][self.rng.random_range(0..4)]
-                .into(),
+            reason: ["fraud", "court order", "coaf report", "chargebacks"]
+                [self.rng.random_range(0..4)]
+            .into(),
             source: ["coaf", "internal", "partner"][self.rng.random_range(0..3)].into(),
             since: now,
         }
@@ -328,9 +338,13 @@ mod tests {
         let mut sim = Simulator::new(SimKind::Ledger, 11);
         let now = 1_700_000_000_000;
         let entries: Vec<_> = (0..5_000).map(|_| sim.next_entry(now)).collect();
-        let ids: std::collections::HashSet<_> = entries.iter().map(|e| e.entry_id.clone()).collect();
+        let ids: std::collections::HashSet<_> =
+            entries.iter().map(|e| e.entry_id.clone()).collect();
         assert!(ids.len() < entries.len(), "no duplicates");
-        assert!(entries.iter().any(|e| e.occurred_at < now - 86_400_000), "no late entries");
+        assert!(
+            entries.iter().any(|e| e.occurred_at < now - 86_400_000),
+            "no late entries"
+        );
     }
 
     #[test]

@@ -102,7 +102,9 @@ impl Validator {
     /// The verdict for one document under `deadline`.
     pub async fn validate(&self, digits: &str, deadline: Deadline) -> ExternalVerdict {
         if let Some(v) = self.shared().cache.get(&digits.to_string(), now_millis()) {
-            metrics::VALIDATOR_CALLS.with_label_values(&["cache_hit"]).inc();
+            metrics::VALIDATOR_CALLS
+                .with_label_values(&["cache_hit"])
+                .inc();
             return v.clone();
         }
         let mut plan = self.config.call_plan(deadline);
@@ -117,27 +119,30 @@ impl Validator {
             };
             let url = format!("{}/documents/{digits}", self.base);
             let call = self.client.get(url).send();
-            let outcome = match tokio::time::timeout(Duration::from_millis(timeout as u64), call).await
-            {
-                Err(_) => Err(UnavailableCause::Timeout),
-                Ok(Err(_)) => Err(UnavailableCause::Transport),
-                Ok(Ok(resp)) if !resp.status().is_success() => {
-                    Err(UnavailableCause::HttpStatus(resp.status().as_u16()))
-                }
-                Ok(Ok(resp)) => match resp.json::<Answer>().await {
-                    Ok(a) if a.flagged => Ok(ExternalVerdict::Flagged {
-                        reason: a.reason.unwrap_or_else(|| "flagged by the validator".into()),
-                    }),
-                    Ok(_) => Ok(ExternalVerdict::Clean),
-                    Err(_) => Err(UnavailableCause::Transport),
-                },
-            };
+            let outcome =
+                match tokio::time::timeout(Duration::from_millis(timeout as u64), call).await {
+                    Err(_) => Err(UnavailableCause::Timeout),
+                    Ok(Err(_)) => Err(UnavailableCause::Transport),
+                    Ok(Ok(resp)) if !resp.status().is_success() => {
+                        Err(UnavailableCause::HttpStatus(resp.status().as_u16()))
+                    }
+                    Ok(Ok(resp)) => match resp.json::<Answer>().await {
+                        Ok(a) if a.flagged => Ok(ExternalVerdict::Flagged {
+                            reason: a
+                                .reason
+                                .unwrap_or_else(|| "flagged by the validator".into()),
+                        }),
+                        Ok(_) => Ok(ExternalVerdict::Clean),
+                        Err(_) => Err(UnavailableCause::Transport),
+                    },
+                };
             match outcome {
                 Ok(verdict) => {
                     metrics::VALIDATOR_CALLS.with_label_values(&["ok"]).inc();
                     let mut s = self.shared();
                     plan.on_success(now_millis(), &mut s.breaker);
-                    s.cache.insert(digits.to_string(), verdict.clone(), now_millis());
+                    s.cache
+                        .insert(digits.to_string(), verdict.clone(), now_millis());
                     return verdict;
                 }
                 Err(cause) => {

@@ -25,13 +25,18 @@ fn wait_checkpointed(env: &Env, processor: &str, total: u64) {
     let label = format!("processor=\"{processor}\"");
     let deadline = Instant::now() + Duration::from_secs(60);
     while (env.metric("fluxo_checkpointed_offset", &[&label]) as u64) < total {
-        assert!(Instant::now() < deadline, "{processor} is behind; log:\n{}", env.log());
+        assert!(
+            Instant::now() < deadline,
+            "{processor} is behind; log:\n{}",
+            env.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rise_within_five_minutes_alerts_and_one_dip_gives_one_event() {
+    let _serial = serial();
     let env = Env::new(
         &["price-change", "below-average"],
         "[processors.below-average.params]\nmin_samples = 5\n",
@@ -56,8 +61,16 @@ async fn rise_within_five_minutes_alerts_and_one_dip_gives_one_event() {
     for i in 0..10 {
         quotes.push(quote("DIP", &format!("d-{i}"), "100.00", m(0, i * 10)));
     }
-    for (i, price) in ["90.00", "89.00", "88.50", "87.00", "86.00"].iter().enumerate() {
-        quotes.push(quote("DIP", &format!("d-below-{i}"), price, m(2, i as i64 * 10)));
+    for (i, price) in ["90.00", "89.00", "88.50", "87.00", "86.00"]
+        .iter()
+        .enumerate()
+    {
+        quotes.push(quote(
+            "DIP",
+            &format!("d-below-{i}"),
+            price,
+            m(2, i as i64 * 10),
+        ));
     }
     quotes.push(quote("DIP", "d-late-tail", "85.00", m(4, 0)));
     for q in &quotes {
@@ -66,10 +79,14 @@ async fn rise_within_five_minutes_alerts_and_one_dip_gives_one_event() {
     wait_checkpointed(&env, "price-change", quotes.len() as u64);
     wait_checkpointed(&env, "below-average", quotes.len() as u64);
 
-    let alerts: Vec<PriceAlert> = read_topic(&env.topic("price-alerts"), usize::MAX, Duration::from_secs(3))
-        .into_iter()
-        .map(|r| decode::<PriceAlert>(&r.payload.unwrap()))
-        .collect();
+    let alerts: Vec<PriceAlert> = read_topic(
+        &env.topic("price-alerts"),
+        usize::MAX,
+        Duration::from_secs(3),
+    )
+    .into_iter()
+    .map(|r| decode::<PriceAlert>(&r.payload.unwrap()))
+    .collect();
     let inside: Vec<_> = alerts.iter().filter(|a| a.symbol == "INSIDE").collect();
     assert_eq!(inside.len(), 1, "{alerts:?}");
     assert_eq!(inside[0].from_price, Decimal::new(10_000, 2));
@@ -79,12 +96,15 @@ async fn rise_within_five_minutes_alerts_and_one_dip_gives_one_event() {
     assert_eq!(inside[0].change_pct, "10.0100".parse::<Decimal>().unwrap());
     assert!(alerts.iter().all(|a| a.symbol != "OUTSIDE"), "{alerts:?}");
 
-    let events: Vec<BelowAverageEvent> =
-        read_topic(&env.topic("below-average-events"), usize::MAX, Duration::from_secs(3))
-            .into_iter()
-            .map(|r| decode::<BelowAverageEvent>(&r.payload.unwrap()))
-            .filter(|e| e.symbol == "DIP")
-            .collect();
+    let events: Vec<BelowAverageEvent> = read_topic(
+        &env.topic("below-average-events"),
+        usize::MAX,
+        Duration::from_secs(3),
+    )
+    .into_iter()
+    .map(|r| decode::<BelowAverageEvent>(&r.payload.unwrap()))
+    .filter(|e| e.symbol == "DIP")
+    .collect();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].kind, CrossingKind::Below);
     assert_eq!(events[0].quote_event_id, "d-below-0");

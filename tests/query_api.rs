@@ -30,7 +30,10 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) 
         .map(|a| vec![("Authorization", a)])
         .unwrap_or_default();
     let (code, body) = http_request(addr, "GET", path, &headers, "").expect("no answer");
-    (code, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn wait_checkpointed(env: &Env, processor: &str, total: u64) {
@@ -44,6 +47,7 @@ fn wait_checkpointed(env: &Env, processor: &str, total: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balances_are_served_by_run_and_by_serve_and_survive_the_broker_going_away() {
+    let _serial = serial();
     // A broker of this test's own, so it can be stopped.
     let tansu = fluxo::broker::ensure_tansu().unwrap();
     let broker_dir = tempfile::tempdir().unwrap();
@@ -58,8 +62,14 @@ async fn balances_are_served_by_run_and_by_serve_and_survive_the_broker_going_aw
             .env("FLUXO_JWT_SECRET", SECRET);
         c
     };
-    let out = with_broker(env.command(&["topics", "create"])).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = with_broker(env.command(&["topics", "create"]))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Produce a day of entries for a few accounts.
     let topic = env.topic("ledger-entries");

@@ -43,13 +43,20 @@ fn decisions(env: &Env, ids: &[&str]) -> Vec<RiskDecision> {
             .into_iter()
             .filter_map(|r| r.payload.map(|p| decode::<RiskDecision>(&p)))
             .collect();
-        if ids.iter().all(|id| all.iter().any(|d| d.transaction_id == *id)) {
+        if ids
+            .iter()
+            .all(|id| all.iter().any(|d| d.transaction_id == *id))
+        {
             return all
                 .into_iter()
                 .filter(|d| ids.contains(&d.transaction_id.as_str()))
                 .collect();
         }
-        assert!(Instant::now() < deadline, "decisions missing; log:\n{}", env.log());
+        assert!(
+            Instant::now() < deadline,
+            "decisions missing; log:\n{}",
+            env.log()
+        );
     }
 }
 
@@ -66,13 +73,18 @@ fn wait_topic_in(env: &Env, topic: &str, n: u64) {
     let label = format!("topic=\"{topic}\"");
     let deadline = Instant::now() + Duration::from_secs(60);
     while (env.metric("fluxo_records_in_total", &[&label]) as u64) < n {
-        assert!(Instant::now() < deadline, "{topic}: not applied; log:\n{}", env.log());
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: not applied; log:\n{}",
+            env.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blacklist_listing_unlisting_and_invalid_documents() {
+    let _serial = serial();
     let env = Env::new(&["risk-scoring"], "");
     env.create_topics();
     let mut p = TestProducer::new();
@@ -94,17 +106,35 @@ async fn blacklist_listing_unlisting_and_invalid_documents() {
     wait_topic_in(&env, &bl, 1);
 
     // Blacklisted payer (written with punctuation) -> REJECT.
-    p.send(&txs, &listed, &tx("t-listed", &punctuate(&listed).unwrap(), &payee, 1_000, now()))
-        .await;
+    p.send(
+        &txs,
+        &listed,
+        &tx(
+            "t-listed",
+            &punctuate(&listed).unwrap(),
+            &payee,
+            1_000,
+            now(),
+        ),
+    )
+    .await;
     // Blacklisted payee -> REJECT.
-    p.send(&txs, &clean_payer, &tx("t-payee", &clean_payer, &listed, 1_000, now()))
-        .await;
+    p.send(
+        &txs,
+        &clean_payer,
+        &tx("t-payee", &clean_payer, &listed, 1_000, now()),
+    )
+    .await;
     // Invalid CPF (wrong check digit) -> REJECT invalid_document.
     let mut invalid = generate_cpf(111_222_333);
     let last = invalid.pop().unwrap().to_digit(10).unwrap();
     invalid.push(char::from_digit((last + 1) % 10, 10).unwrap());
-    p.send(&txs, &invalid, &tx("t-invalid", &invalid, &payee, 1_000, now()))
-        .await;
+    p.send(
+        &txs,
+        &invalid,
+        &tx("t-invalid", &invalid, &payee, 1_000, now()),
+    )
+    .await;
     let got = decisions(&env, &["t-listed", "t-payee", "t-invalid"]);
     let d = find(&got, "t-listed");
     assert_eq!(d.decision, Decision::Reject);
@@ -116,7 +146,10 @@ async fn blacklist_listing_unlisting_and_invalid_documents() {
     assert_eq!(d.decision, Decision::Reject);
     assert!(has_reason(d, "invalid_document"), "{d:?}");
     for d in &got {
-        assert!(d.reasons.iter().all(|r| !r.text.contains(&listed)), "document in clear: {d:?}");
+        assert!(
+            d.reasons.iter().all(|r| !r.text.contains(&listed)),
+            "document in clear: {d:?}"
+        );
     }
 
     // Unlisting with listed=false, then a tombstone for another document.
@@ -133,8 +166,15 @@ async fn blacklist_listing_unlisting_and_invalid_documents() {
     assert_ne!(d.decision, Decision::Reject, "{d:?}");
 
     let other = generate_cpf(555_666_777);
-    p.send(&bl, &other, &BlacklistEntry { document: other.clone(), ..entry.clone() })
-        .await;
+    p.send(
+        &bl,
+        &other,
+        &BlacklistEntry {
+            document: other.clone(),
+            ..entry.clone()
+        },
+    )
+    .await;
     p.send_raw(&bl, &other, None).await;
     wait_topic_in(&env, &bl, 4);
     p.send(&txs, &other, &tx("t-tomb", &other, &payee, 1_000, now()))
@@ -145,11 +185,22 @@ async fn blacklist_listing_unlisting_and_invalid_documents() {
     // The blacklist survives a restart (restored from state and the compacted topic).
     assert!(stop(&mut child).success());
     let mut child = env.start();
-    p.send(&bl, &other, &BlacklistEntry { document: other.clone(), ..entry.clone() })
-        .await;
+    p.send(
+        &bl,
+        &other,
+        &BlacklistEntry {
+            document: other.clone(),
+            ..entry.clone()
+        },
+    )
+    .await;
     wait_topic_in(&env, &bl, 1);
-    p.send(&txs, &other, &tx("t-relisted", &other, &payee, 1_000, now()))
-        .await;
+    p.send(
+        &txs,
+        &other,
+        &tx("t-relisted", &other, &payee, 1_000, now()),
+    )
+    .await;
     let d = decisions(&env, &["t-relisted"]).remove(0);
     assert!(has_reason(&d, "blacklist_payer"), "{d:?}");
     assert!(stop(&mut child).success());
@@ -192,6 +243,7 @@ async fn start_validator(control: ValidatorControl) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_or_failing_validator_degrades_within_the_sla_and_the_breaker_recovers() {
+    let _serial = serial();
     let control = ValidatorControl::default();
     let url = start_validator(control.clone()).await;
     let params = format!(
@@ -215,7 +267,8 @@ cache_ttl = "1ms"
 
     // Healthy: decisions use the validator and are not degraded.
     let payer = generate_cpf(1);
-    p.send(&txs, &payer, &tx("h-1", &payer, &payee, 1_000, now())).await;
+    p.send(&txs, &payer, &tx("h-1", &payer, &payee, 1_000, now()))
+        .await;
     let d = decisions(&env, &["h-1"]).remove(0);
     assert!(!d.degraded, "{d:?}");
     assert!(control.calls.load(Ordering::SeqCst) >= 1);
@@ -225,13 +278,19 @@ cache_ttl = "1ms"
     let ids: Vec<String> = (0..20).map(|i| format!("slow-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
         let payer = generate_cpf(1_000 + i as u64);
-        p.send(&txs, &payer, &tx(id, &payer, &payee, 1_000, now())).await;
+        p.send(&txs, &payer, &tx(id, &payer, &payee, 1_000, now()))
+            .await;
     }
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     for d in decisions(&env, &refs) {
         assert!(d.degraded, "{d:?}");
         assert!(d.latency_ms < 2_000, "SLA: {d:?}");
-        assert!(d.reasons.iter().any(|r| r.rule_id == "external_unavailable"), "{d:?}");
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.rule_id == "external_unavailable"),
+            "{d:?}"
+        );
     }
     assert_eq!(env.metric("fluxo_risk_sla_breaches_total", &[]), 0.0);
 
@@ -240,12 +299,16 @@ cache_ttl = "1ms"
     for i in 0..6 {
         let payer = generate_cpf(2_000 + i);
         let id = format!("fail-{i}");
-        p.send(&txs, &payer, &tx(&id, &payer, &payee, 1_000, now())).await;
+        p.send(&txs, &payer, &tx(&id, &payer, &payee, 1_000, now()))
+            .await;
         let d = decisions(&env, &[&id]).remove(0);
         assert!(d.degraded, "{d:?}");
     }
     assert!(
-        env.metric("fluxo_validator_unavailable_total", &["cause=\"circuit_open\""]) >= 1.0,
+        env.metric(
+            "fluxo_validator_unavailable_total",
+            &["cause=\"circuit_open\""]
+        ) >= 1.0,
         "the breaker never opened; log:\n{}",
         env.log()
     );
@@ -257,7 +320,8 @@ cache_ttl = "1ms"
     for i in 0..10 {
         let payer = generate_cpf(3_000 + i);
         let id = format!("ok-{i}");
-        p.send(&txs, &payer, &tx(&id, &payer, &payee, 1_000, now())).await;
+        p.send(&txs, &payer, &tx(&id, &payer, &payee, 1_000, now()))
+            .await;
         let d = decisions(&env, &[&id]).remove(0);
         if !d.degraded && env.metric("fluxo_validator_breaker_state", &[]) == 0.0 {
             closed = true;
@@ -265,7 +329,11 @@ cache_ttl = "1ms"
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(closed, "the breaker did not close again; log:\n{}", env.log());
+    assert!(
+        closed,
+        "the breaker did not close again; log:\n{}",
+        env.log()
+    );
 
     assert!(stop(&mut child).success());
 }

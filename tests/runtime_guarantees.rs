@@ -100,6 +100,7 @@ fn framed(id: u32, e: &LedgerEntry) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_restart_equals_one_clean_pass() {
+    let _serial = serial();
     const N: usize = 100_000;
     let env = Env::new(&["daily-consolidation"], "");
     env.create_topics();
@@ -120,14 +121,27 @@ async fn sigkill_mid_stream_then_restart_equals_one_clean_pass() {
     producer.flush();
 
     // Kill it hard in the middle of the stream.
-    env.wait_for_records_in("daily-consolidation", (N / 3) as u64, Duration::from_secs(300));
+    env.wait_for_records_in(
+        "daily-consolidation",
+        (N / 3) as u64,
+        Duration::from_secs(300),
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let killed_at = env.log().len();
 
     let mut child = env.start();
-    wait_checkpointed(&env, "daily-consolidation", N as u64, Duration::from_secs(600));
-    assert!(stop(&mut child).success(), "log:\n{}", &env.log()[killed_at..]);
+    wait_checkpointed(
+        &env,
+        "daily-consolidation",
+        N as u64,
+        Duration::from_secs(600),
+    );
+    assert!(
+        stop(&mut child).success(),
+        "log:\n{}",
+        &env.log()[killed_at..]
+    );
 
     let got = stored_balances(&env);
     assert_eq!(got.len(), want.len(), "number of (account, day) rows");
@@ -138,6 +152,7 @@ async fn sigkill_mid_stream_then_restart_equals_one_clean_pass() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_records_go_to_the_dead_letter_topic_and_good_ones_are_processed() {
+    let _serial = serial();
     let env = Env::new(&["daily-consolidation"], "");
     env.create_topics();
     let topic = env.topic("ledger-entries");
@@ -163,7 +178,9 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_good_ones_are_process
                     ("invalid_amount", Some(framed(id, &e)))
                 }
             };
-            producer.send_raw(&topic, "ACC-BAD", payload.as_deref()).await;
+            producer
+                .send_raw(&topic, "ACC-BAD", payload.as_deref())
+                .await;
             bad_reasons.push(reason);
         } else {
             let e = sim.next_entry(base + i * 1_000);
@@ -179,11 +196,19 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_good_ones_are_process
     let dead = read_topic(&format!("{topic}.dlq"), 1_000, Duration::from_secs(60));
     assert!(stop(&mut child).success(), "log:\n{}", env.log());
 
-    assert_eq!(dead.len(), 1_000, "every malformed record is dead-lettered once");
+    assert_eq!(
+        dead.len(),
+        1_000,
+        "every malformed record is dead-lettered once"
+    );
     let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
     let mut positions = HashSet::new();
     for d in &dead {
-        let reason = d.headers.get("fluxo-dlq-reason").cloned().unwrap_or_default();
+        let reason = d
+            .headers
+            .get("fluxo-dlq-reason")
+            .cloned()
+            .unwrap_or_default();
         *by_reason.entry(reason).or_default() += 1;
         assert_eq!(d.headers.get("fluxo-dlq-source-topic"), Some(&topic));
         assert_eq!(
@@ -195,7 +220,13 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_good_ones_are_process
         let o = d.headers["fluxo-dlq-source-offset"].clone();
         assert!(positions.insert((p, o)), "a dead letter twice");
     }
-    for reason in ["bad_framing", "unknown_schema_id", "undecodable", "null_value", "invalid_amount"] {
+    for reason in [
+        "bad_framing",
+        "unknown_schema_id",
+        "undecodable",
+        "null_value",
+        "invalid_amount",
+    ] {
         assert_eq!(by_reason.get(reason), Some(&200), "{reason}: {by_reason:?}");
     }
     let want = expected(&good);

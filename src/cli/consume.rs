@@ -70,7 +70,10 @@ pub async fn consume(topology_path: &Path, args: ConsumeArgs) -> Result<(), Fail
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
     if partitions.is_empty() {
-        return Err(Failure::Usage(format!("topic `{}` does not exist", args.topic)));
+        return Err(Failure::Usage(format!(
+            "topic `{}` does not exist",
+            args.topic
+        )));
     }
     let mut tpl = TopicPartitionList::new();
     let start = if args.from_beginning {

@@ -19,7 +19,12 @@ use std::process::ExitCode;
 #[command(name = "fluxo", version, about, long_about = None)]
 pub struct Cli {
     /// The topology file.
-    #[arg(long, global = true, env = "FLUXO_TOPOLOGY", default_value = "topology.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "FLUXO_TOPOLOGY",
+        default_value = "topology.toml"
+    )]
     pub topology: PathBuf,
     /// What to do.
     #[command(subcommand)]
@@ -95,7 +100,10 @@ impl From<ConfigError> for Failure {
 ///
 /// # Errors
 /// A [`ConfigError`] naming the key and line.
-pub fn load_topology(path: &std::path::Path, data_dir: Option<PathBuf>) -> Result<Topology, ConfigError> {
+pub fn load_topology(
+    path: &std::path::Path,
+    data_dir: Option<PathBuf>,
+) -> Result<Topology, ConfigError> {
     let mut overrides = Overrides::from_env();
     if data_dir.is_some() {
         overrides.data_dir = data_dir;
@@ -185,7 +193,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("topology {}", t.source.display());
             println!("brokers   {}", t.kafka.bootstrap_servers);
             println!("registry  {}", t.schema_registry.url);
-            println!("state     {:?} ({})", t.state.backend, t.state_path().display());
+            println!(
+                "state     {:?} ({})",
+                t.state.backend,
+                t.state_path().display()
+            );
             println!("http      {}", t.http.addr);
             println!("topics:");
             for (name, topic) in t.all_topics() {
@@ -193,7 +205,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     "  {name:<28} partitions={} cleanup={} schema={}",
                     topic.partitions,
                     topic.cleanup_policy.as_str(),
-                    if topic.schema.is_empty() { "-" } else { &topic.schema }
+                    if topic.schema.is_empty() {
+                        "-"
+                    } else {
+                        &topic.schema
+                    }
                 );
             }
             println!("processors:");

@@ -103,10 +103,8 @@ fn progress(total: Option<u64>) -> ProgressBar {
         Some(n) => {
             let bar = ProgressBar::new(n);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template("{bar:40} {pos}/{len} records  {per_sec}  eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
         }
@@ -141,7 +139,10 @@ pub async fn produce(topology_path: &Path, args: ProduceArgs) -> Result<(), Fail
         (None, None) => return Err(Failure::Usage("--topic is required (or --simulate)".into())),
     };
     let topic_cfg = topology.topics.get(&topic).ok_or_else(|| {
-        Failure::Usage(format!("topic `{topic}` is not declared in {}", topology.source.display()))
+        Failure::Usage(format!(
+            "topic `{topic}` is not declared in {}",
+            topology.source.display()
+        ))
     })?;
     let declared = crate::avro::schemas::all()
         .iter()

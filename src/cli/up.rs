@@ -1,9 +1,9 @@
 //! `fluxo up` (everything on one machine) and `fluxo run` (processors only).
 
 use super::{load_topology, Failure};
+use crate::api::{self, ApiState, Auth, Freshness};
 use crate::broker::{ensure_tansu, is_listening, Broker};
 use crate::config::{Backend, Topology};
-use crate::api::{self, ApiState, Auth, Freshness};
 use crate::http::{self, AppState};
 use crate::pipeline::Pipeline;
 use crate::state::embedded::EmbeddedStore;
@@ -86,8 +86,9 @@ pub(super) fn open_store(topology: &Topology) -> Result<Arc<dyn StateStore>, Fai
     match topology.state.backend {
         Backend::Embedded => {
             let path = topology.state_path();
-            let store = EmbeddedStore::open_with_cache(&path, topology.state.cache_mb.unwrap_or(512))
-                .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+            let store =
+                EmbeddedStore::open_with_cache(&path, topology.state.cache_mb.unwrap_or(512))
+                    .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
             Ok(Arc::new(store))
         }
         Backend::Scylla => Err(Failure::Usage(
@@ -196,7 +197,11 @@ pub async fn up(topology_path: &Path, args: UpArgs) -> Result<(), Failure> {
         let tansu = tokio::task::spawn_blocking(ensure_tansu)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))??;
-        broker = Some(Broker::start(&tansu, &broker_addr, &data_dir.join("broker"))?);
+        broker = Some(Broker::start(
+            &tansu,
+            &broker_addr,
+            &data_dir.join("broker"),
+        )?);
     }
 
     // The schema registry.
@@ -231,7 +236,10 @@ pub async fn up(topology_path: &Path, args: UpArgs) -> Result<(), Failure> {
     let running = start_processing(&topology).await?;
     println!("broker      {broker_addr}");
     println!("registry    {}", topology.schema_registry.url);
-    println!("http        http://{} (/metrics /healthz /readyz)", topology.http.addr);
+    println!(
+        "http        http://{} (/metrics /healthz /readyz)",
+        topology.http.addr
+    );
     println!("state       {}", topology.state_path().display());
     println!("processors  {}", running.pipeline.processors().join(", "));
     println!("ready");

@@ -6,8 +6,8 @@
 
 use crate::codec::{Codec, DecodeFailure};
 use crate::config::{ProcessorConfig, TopicConfig};
-use fluxo_processors::{Context, Processor, RecordMeta, StateReader, StateWriter};
 use fluxo_processors::{below_average, consolidation, price_change};
+use fluxo_processors::{Context, Processor, RecordMeta, StateReader, StateWriter};
 use std::collections::BTreeMap;
 
 pub mod ledger;
@@ -249,9 +249,7 @@ pub struct ParamError {
 ///
 /// # Errors
 /// A [`ParamError`] naming the key.
-pub fn parse_params<C: serde::de::DeserializeOwned>(
-    params: &toml::Table,
-) -> Result<C, ParamError> {
+pub fn parse_params<C: serde::de::DeserializeOwned>(params: &toml::Table) -> Result<C, ParamError> {
     C::deserialize(toml::Value::Table(params.clone())).map_err(|e| {
         let message = e.message().to_string();
         let field = message
@@ -323,10 +321,22 @@ pub fn validate(
     topics: &BTreeMap<String, TopicConfig>,
 ) -> Result<(), ParamError> {
     let (input, global, output) = shape(&config.kind);
-    check_topics("inputs", &config.inputs, input, config.kind == "risk-scoring", topics)?;
+    check_topics(
+        "inputs",
+        &config.inputs,
+        input,
+        config.kind == "risk-scoring",
+        topics,
+    )?;
     check_topics("outputs", &config.outputs, output, true, topics)?;
     match global {
-        Some(schema) => check_topics("global_inputs", &config.global_inputs, schema, false, topics)?,
+        Some(schema) => check_topics(
+            "global_inputs",
+            &config.global_inputs,
+            schema,
+            false,
+            topics,
+        )?,
         None if !config.global_inputs.is_empty() => {
             return Err(ParamError {
                 key: "global_inputs".into(),
@@ -353,7 +363,8 @@ pub fn build(
     codec: Codec,
     _topology: &crate::config::Topology,
 ) -> anyhow::Result<Box<dyn Job>> {
-    let err = |e: ParamError| anyhow::anyhow!("processors.{}.{}: {}", config.name, e.key, e.message);
+    let err =
+        |e: ParamError| anyhow::anyhow!("processors.{}.{}: {}", config.name, e.key, e.message);
     let output = config.outputs[0].clone();
     Ok(match config.kind.as_str() {
         "price-change" => Box::new(TypedJob::new(

@@ -108,7 +108,10 @@ impl Binding for RiskBinding {
         if rec.topic == self.transactions {
             let (tx, validation) = match self.prepared.remove(&(rec.partition, rec.offset)) {
                 Some(r) => r?,
-                None => (codec.decode(rec.payload)?, ExternalValidation::not_configured()),
+                None => (
+                    codec.decode(rec.payload)?,
+                    ExternalValidation::not_configured(),
+                ),
             };
             return Ok(RiskInput::Transaction { tx, validation });
         }

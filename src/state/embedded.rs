@@ -11,6 +11,9 @@ use std::path::Path;
 
 const CHECKPOINTS: TableDefinition<&[u8], i64> = TableDefinition::new("__checkpoints");
 
+/// An open table of byte keys and byte values.
+type BytesTable<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
+
 fn table(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(name)
 }
@@ -110,7 +113,7 @@ impl StateStore for EmbeddedStore {
         }
         let txn = self.db.begin_write().map_err(store_err)?;
         {
-            let mut current: Option<(String, redb::Table<&[u8], &[u8]>)> = None;
+            let mut current: Option<(String, BytesTable<'_>)> = None;
             for ((name, key), value) in &batch.writes {
                 if current.as_ref().is_none_or(|(n, _)| n != name) {
                     // Close the previous table before opening the next one.
@@ -235,7 +238,10 @@ mod tests {
         assert_eq!(store.get("missing", b"a").unwrap(), None);
         let cps = store.checkpoints("p").unwrap();
         assert_eq!(cps.len(), 1);
-        assert_eq!((cps[0].topic.as_str(), cps[0].partition, cps[0].next_offset), ("in", 2, 42));
+        assert_eq!(
+            (cps[0].topic.as_str(), cps[0].partition, cps[0].next_offset),
+            ("in", 2, 42)
+        );
         assert!(store.checkpoints("p2").unwrap().is_empty());
     }
 
@@ -249,7 +255,9 @@ mod tests {
         store.commit(b).unwrap();
         let all = store.scan("v", b"a\0", b"", None, 100).unwrap();
         assert_eq!(all.len(), 3);
-        let ranged = store.scan("v", b"a\0", b"a\0\x02", Some(b"a\0\x03"), 100).unwrap();
+        let ranged = store
+            .scan("v", b"a\0", b"a\0\x02", Some(b"a\0\x03"), 100)
+            .unwrap();
         assert_eq!(ranged.len(), 1);
         assert_eq!(ranged[0].0, b"a\0\x02");
         assert_eq!(store.scan("v", b"a\0", b"", None, 2).unwrap().len(), 2);

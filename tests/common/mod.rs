@@ -20,6 +20,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// Broker tests of one test binary run one at a time: the dev broker (SQLite underneath) slows
+/// to a crawl under several concurrent heavy writers, which tests nothing of fluxo.
+/// Each `#[tokio::test]` runs on a runtime of its own, so holding this across `.await` blocks
+/// only other tests, which is the point.
+pub fn serial() -> Serial {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    Serial(LOCK.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// The guard of [`serial`].
+pub struct Serial(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -146,7 +158,10 @@ pub fn topology_text(suffix: &str, extra: &str) -> String {
         &format!("group_prefix = \"fluxo-{suffix}\""),
         1,
     );
-    assert!(text.contains(&format!("fluxo-{suffix}\"")), "group_prefix not set");
+    assert!(
+        text.contains(&format!("fluxo-{suffix}\"")),
+        "group_prefix not set"
+    );
     format!("{text}\n{extra}\n")
 }
 
@@ -206,7 +221,10 @@ impl Env {
             .env("FLUXO_SCHEMA_REGISTRY_URL", registry())
             .env("FLUXO_HTTP_ADDR", &self.http_addr)
             .env("FLUXO_DATA_DIR", self.data_dir())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         c
     }
 
@@ -242,7 +260,11 @@ impl Env {
             if http_get(&self.http_addr, "/readyz").is_some_and(|(code, _)| code == 200) {
                 return child;
             }
-            assert!(Instant::now() < deadline, "fluxo run not ready; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "fluxo run not ready; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -327,7 +349,10 @@ pub fn http_request(
     let text = String::from_utf8_lossy(&raw).into_owned();
     let code = text.split(' ').nth(1)?.parse().ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -417,7 +442,9 @@ impl TestProducer {
 
     /// Queue without waiting for the acknowledgement (for bulk loads); call `flush` after.
     pub fn enqueue_raw(&self, topic: &str, key: &str, payload: &[u8]) {
-        let mut record = FutureRecord::<str, [u8]>::to(topic).key(key).payload(payload);
+        let mut record = FutureRecord::<str, [u8]>::to(topic)
+            .key(key)
+            .payload(payload);
         loop {
             match self.producer.send_result(record) {
                 Ok(_) => return,
