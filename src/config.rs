@@ -184,6 +184,10 @@ pub struct RuntimeConfig {
     /// `p` with `p % instances == instance`, like Flink's Kafka source; no group coordinator
     /// involved). Offsets come from the state store either way.
     pub assignment: Assignment,
+    /// Whether the engine's producer is idempotent (`enable.idempotence`, default true). fluxo's
+    /// guarantees do not depend on it (outputs carry deterministic ids); without it, one request
+    /// in flight keeps retried batches in order, at a cost in throughput.
+    pub idempotent_producer: bool,
     /// With `static` assignment: this instance's index, from 0.
     pub instance: u32,
     /// With `static` assignment: how many instances share the partitions.
@@ -212,6 +216,7 @@ impl Default for RuntimeConfig {
             fetch_wait_max: DurationMs(100),
             session_timeout: DurationMs(30_000),
             assignment: Assignment::Group,
+            idempotent_producer: true,
             instance: 0,
             instances: 1,
         }

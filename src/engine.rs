@@ -109,6 +109,8 @@ struct Task {
     freshness: Option<Arc<crate::api::Freshness>>,
     /// Set when uncommitted global-table records were dropped: the loop re-reads them.
     global_rewind: bool,
+    /// Partitions are assigned statically (no consumer group).
+    static_assignment: bool,
 }
 
 impl Task {
@@ -482,10 +484,23 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     let base = crate::kafka::client_config(topology)?;
 
     let mut pcfg = base.clone();
-    pcfg.set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", rt.max_in_flight.to_string())
-        .set("message.timeout.ms", "120000");
+    pcfg.set(
+        "enable.idempotence",
+        if rt.idempotent_producer {
+            "true"
+        } else {
+            "false"
+        },
+    )
+    // Without idempotence, one request in flight keeps retried batches in order.
+    .set(
+        "max.in.flight.requests.per.connection",
+        if rt.idempotent_producer { "5" } else { "1" },
+    )
+    .set("acks", "all")
+    .set("linger.ms", "5")
+    .set("queue.buffering.max.messages", rt.max_in_flight.to_string())
+    .set("message.timeout.ms", "120000");
     let producer: BaseProducer<DeliveryContext> = pcfg.create_with_context(DeliveryContext {
         processor: name.clone(),
         failed: AtomicU64::new(0),
@@ -505,6 +520,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         outputs: Vec::new(),
         freshness: spec.freshness.clone(),
         global_rewind: false,
+        static_assignment: rt.assignment == crate::config::Assignment::Static,
     }));
     let clock = spec.clock;
     let processing_time = |rec: &RawRecord<'_>| match clock {
@@ -812,8 +828,13 @@ fn rewind(
 }
 
 /// Mirror the checkpoint into the group's committed offsets (for lag tools; not used to resume).
+/// Only in `group` assignment: a statically assigned instance has no group to report to (and
+/// Tansu's coordinator stalls on commits from a member that crashed).
 fn commit_group_offsets(consumer: Option<&BaseConsumer<GroupContext>>, t: &Task) {
     let Some(consumer) = consumer else { return };
+    if t.static_assignment {
+        return;
+    }
     let stored = t.stored_offsets();
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), next) in stored {
