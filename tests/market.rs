@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use fluxo_processors::events::{AssetPrice, BelowAverageEvent, CrossingKind, PriceAlert};
 use rust_decimal::Decimal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const T0: i64 = 1_767_268_800_000; // 2026-01-01T12:00:00Z
 
@@ -18,19 +18,6 @@ fn quote(symbol: &str, id: &str, price: &str, at: i64) -> AssetPrice {
         currency: "BRL".into(),
         source: "b3".into(),
         event_time: at,
-    }
-}
-
-fn wait_checkpointed(env: &Env, processor: &str, total: u64) {
-    let label = format!("processor=\"{processor}\"");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (env.metric("fluxo_checkpointed_offset", &[&label]) as u64) < total {
-        assert!(
-            Instant::now() < deadline,
-            "{processor} is behind; log:\n{}",
-            env.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -76,8 +63,12 @@ async fn rise_within_five_minutes_alerts_and_one_dip_gives_one_event() {
     for q in &quotes {
         p.send(&prices, &q.symbol, q).await;
     }
-    wait_checkpointed(&env, "price-change", quotes.len() as u64);
-    wait_checkpointed(&env, "below-average", quotes.len() as u64);
+    env.wait_checkpointed("price-change", quotes.len() as u64, Duration::from_secs(60));
+    env.wait_checkpointed(
+        "below-average",
+        quotes.len() as u64,
+        Duration::from_secs(60),
+    );
 
     let alerts: Vec<PriceAlert> = read_topic(
         &env.topic("price-alerts"),

@@ -36,15 +36,6 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) 
     )
 }
 
-fn wait_checkpointed(env: &Env, processor: &str, total: u64) {
-    let label = format!("processor=\"{processor}\"");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while (env.metric("fluxo_checkpointed_offset", &[&label]) as u64) < total {
-        assert!(Instant::now() < deadline, "behind; log:\n{}", env.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balances_are_served_by_run_and_by_serve_and_survive_the_broker_going_away() {
     let _serial = serial();
@@ -124,7 +115,11 @@ async fn balances_are_served_by_run_and_by_serve_and_survive_the_broker_going_aw
         assert!(Instant::now() < deadline, "not ready: {}", env.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    wait_checkpointed(&env, "daily-consolidation", entries.len() as u64);
+    env.wait_checkpointed(
+        "daily-consolidation",
+        entries.len() as u64,
+        Duration::from_secs(120),
+    );
 
     let account = entries[0].account_id.clone();
     let day = format!("/v1/accounts/{account}/daily-balances/2026-01-01");

@@ -16,7 +16,7 @@ use fluxo::state::StateStore;
 use fluxo_processors::events::{DailyBalance, LedgerEntry};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Expected totals per (account, business date): (credits, debits, count).
 type Expected = BTreeMap<(String, i32), (Decimal, Decimal, i64)>;
@@ -76,24 +76,6 @@ fn stored_balances(env: &Env) -> Expected {
         .collect()
 }
 
-/// Wait until the checkpointed offsets of `processor` add up to `total`.
-fn wait_checkpointed(env: &Env, processor: &str, total: u64, timeout: Duration) {
-    let label = format!("processor=\"{processor}\"");
-    let deadline = Instant::now() + timeout;
-    loop {
-        let got = env.metric("fluxo_checkpointed_offset", &[&label]) as u64;
-        if got >= total {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{processor} checkpointed {got} of {total}; log:\n{}",
-            env.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn framed(id: u32, e: &LedgerEntry) -> Vec<u8> {
     frame(id, &encode_datum(e).unwrap())
 }
@@ -133,12 +115,7 @@ async fn sigkill_mid_stream_then_restart_equals_one_clean_pass() {
     let killed_at = env.log().len();
 
     let mut child = env.start();
-    wait_checkpointed(
-        &env,
-        "daily-consolidation",
-        N as u64,
-        Duration::from_secs(600),
-    );
+    env.wait_checkpointed("daily-consolidation", N as u64, Duration::from_secs(600));
     assert!(
         stop(&mut child).success(),
         "log:\n{}",
@@ -194,7 +171,7 @@ async fn malformed_records_go_to_the_dead_letter_topic_and_good_ones_are_process
     assert_eq!(bad_reasons.len(), 1_000);
 
     let mut child = env.start();
-    wait_checkpointed(&env, "daily-consolidation", 6_000, Duration::from_secs(300));
+    env.wait_checkpointed("daily-consolidation", 6_000, Duration::from_secs(300));
     let dead = read_topic(&format!("{topic}.dlq"), 1_000, Duration::from_secs(60));
     assert!(stop(&mut child).success(), "log:\n{}", env.log());
 

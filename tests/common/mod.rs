@@ -285,6 +285,25 @@ impl Env {
             .sum()
     }
 
+    /// Wait until the checkpointed offsets of `processor` add up to `total` (every input of a
+    /// fresh topic applied and committed).
+    pub fn wait_checkpointed(&self, processor: &str, total: u64, timeout: Duration) {
+        let label = format!("processor=\"{processor}\"");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.metric("fluxo_checkpointed_offset", &[&label]) as u64;
+            if got >= total {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{processor} checkpointed {got} of {total}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Wait until `fluxo_records_in_total{processor}` reaches `n`.
     pub fn wait_for_records_in(&self, processor: &str, n: u64, timeout: Duration) {
         let label = format!("processor=\"{processor}\"");
