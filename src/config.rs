@@ -184,9 +184,10 @@ pub struct RuntimeConfig {
     /// `p` with `p % instances == instance`, like Flink's Kafka source; no group coordinator
     /// involved). Offsets come from the state store either way.
     pub assignment: Assignment,
-    /// Whether the engine's producer is idempotent (`enable.idempotence`, default true). fluxo's
+    /// Whether fluxo's producers are idempotent (`enable.idempotence`, default true). fluxo's
     /// guarantees do not depend on it (outputs carry deterministic ids); without it, one request
-    /// in flight keeps retried batches in order, at a cost in throughput.
+    /// in flight keeps retried batches in order, at a cost in throughput. The shipped dev
+    /// topology turns it off: Tansu 0.6 panics in its idempotence check under retries.
     pub idempotent_producer: bool,
     /// With `static` assignment: this instance's index, from 0.
     pub instance: u32,

@@ -173,9 +173,17 @@ pub async fn produce(topology_path: &Path, args: ProduceArgs) -> Result<(), Fail
     .map_err(|e| anyhow::anyhow!("registering {topic}-value: {e}"))?;
 
     let mut cfg = crate::kafka::client_config(&topology)?;
-    cfg.set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "200000");
+    let idempotent = topology.runtime.idempotent_producer;
+    cfg.set(
+        "enable.idempotence",
+        if idempotent { "true" } else { "false" },
+    )
+    .set(
+        "max.in.flight.requests.per.connection",
+        if idempotent { "5" } else { "1" },
+    )
+    .set("linger.ms", "5")
+    .set("queue.buffering.max.messages", "200000");
     let producer: ThreadedProducer<Deliveries> = cfg
         .create_with_context(Deliveries::default())
         .map_err(|e| anyhow::anyhow!("creating the producer: {e}"))?;
