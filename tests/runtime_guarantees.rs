@@ -83,8 +83,8 @@ fn framed(id: u32, e: &LedgerEntry) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_restart_equals_one_clean_pass() {
     let _serial = serial();
-    // 50k entries: at 100k the dev broker (Tansu 0.6, SQLite) stalls answering produce requests
-    // after the restart (100% CPU, requests timing out), which is Tansu's limit, not fluxo's.
+    // 50k entries: at 100k the dev broker (Tansu 0.6, SQLite) stalled after the restart in our
+    // runs (100% CPU, requests timing out) — Tansu's limit, not fluxo's; see the issue notes.
     const N: usize = 50_000;
     let env = Env::new(&["daily-consolidation"], "");
     env.create_topics();
