@@ -214,7 +214,7 @@ throughput() {
   for p in "${procs[@]}"; do
     ms=$(wait_checkpointed "$p" "$topic" $((base[$p] + acked)))
     done_json+="${done_json:+,}\"$p\":$ms"
-    echo "e2e: $scenario: $p checkpointed all $acked acknowledged records after ${ms} ms" >&2
+    ((ms < 0)) || echo "e2e: $scenario: $p checkpointed all $acked acknowledged records after ${ms} ms" >&2
   done
   local f1 t1 load1; f1=$(cpu_s "$FLUXO_PID"); t1=$(cpu_s "${TANSU_PID:-0}"); load1=$(loadavg)
   metrics >"$prefix.metrics" || true
