@@ -72,6 +72,42 @@ pub fn ensure_tansu() -> anyhow::Result<PathBuf> {
     find_tansu().context("tansu was installed but its binary is not where expected")
 }
 
+/// The SQLite file of the dev broker, inside its directory.
+pub const TANSU_DB: &str = "tansu.db";
+
+/// Tansu 0.6's own schema for record headers (`ddl/040-header.sql`), repeated so that the table
+/// can exist before Tansu first starts; Tansu's `create table if not exists` then keeps it.
+const HEADER_TABLE: &str = "create table if not exists header (
+    topition integer,
+    offset_id integer,
+    k blob,
+    v blob,
+    last_updated datetime default current_timestamp not null,
+    created_at datetime default current_timestamp not null,
+    foreign key (topition, offset_id) references record (topition, offset_id) on delete cascade
+)";
+
+/// The index Tansu 0.6 lacks: it looks up the headers of every record it fetches by
+/// `(topition, offset_id)`, and without this index each lookup scans the whole table, so a fetch
+/// costs O(records with headers ever produced) per record and the broker grinds to a halt after
+/// ~100k headed records (fluxo's outputs all carry a `fluxo-id` header).
+const HEADER_INDEX: &str =
+    "create index if not exists fluxo_header_by_record on header (topition, offset_id)";
+
+/// Make sure the broker database at `db` has the header index, creating the database (just the
+/// header table) when it does not exist yet. Done before Tansu starts, so nothing else holds
+/// the file.
+///
+/// # Errors
+/// When the file cannot be opened or written as SQLite.
+pub fn index_headers(db: &Path) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open(db)
+        .with_context(|| format!("opening the broker database {}", db.display()))?;
+    conn.execute_batch(&format!("{HEADER_TABLE};\n{HEADER_INDEX};"))
+        .with_context(|| format!("indexing record headers in {}", db.display()))?;
+    Ok(())
+}
+
 /// A running Tansu broker, stopped when dropped.
 pub struct Broker {
     child: Child,
@@ -87,6 +123,7 @@ impl Broker {
     pub fn start(tansu: &Path, address: &str, dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating broker directory {}", dir.display()))?;
+        index_headers(&dir.join(TANSU_DB))?;
         let log = std::fs::File::create(dir.join("tansu.log"))?;
         let url = format!("tcp://{address}");
         // Tansu resolves the sqlite path relative to its working directory.
@@ -99,7 +136,7 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", &format!("sqlite://{TANSU_DB}")])
             .env(
                 "RUST_LOG",
                 std::env::var("FLUXO_BROKER_LOG").unwrap_or_else(|_| "warn".into()),
@@ -157,4 +194,57 @@ pub fn is_listening(address: &str) -> bool {
         .is_some_and(|a| {
             std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn indexes(db: &Path) -> Vec<String> {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut stmt = conn
+            .prepare("select name from sqlite_master where type = 'index' and tbl_name = 'header'")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_fresh_broker_database_gets_the_header_table_and_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(TANSU_DB);
+        index_headers(&db).unwrap();
+        assert_eq!(indexes(&db), vec!["fluxo_header_by_record".to_string()]);
+        // Idempotent: a restart over the same directory changes nothing.
+        index_headers(&db).unwrap();
+        assert_eq!(indexes(&db), vec!["fluxo_header_by_record".to_string()]);
+    }
+
+    #[test]
+    fn an_existing_header_table_with_rows_is_indexed_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join(TANSU_DB);
+        {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.execute_batch(HEADER_TABLE).unwrap();
+            // Tansu's record table is not there; the row only needs to exist.
+            conn.execute_batch("pragma foreign_keys = off").unwrap();
+            conn.execute(
+                "insert into header (topition, offset_id, k, v) values (1, 7, x'6b', x'76')",
+                [],
+            )
+            .unwrap();
+        }
+        index_headers(&db).unwrap();
+        assert_eq!(indexes(&db), vec!["fluxo_header_by_record".to_string()]);
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let n: i64 = conn
+            .query_row("select count(*) from header where offset_id = 7", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+    }
 }

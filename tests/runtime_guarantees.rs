@@ -6,86 +6,21 @@
 
 mod common;
 
-use chrono::TimeZone;
+use common::ledger::*;
 use common::*;
 use fluxo::avro::framing::frame;
-use fluxo::avro::typed::{encode_datum, AvroEvent};
+use fluxo::avro::typed::AvroEvent;
 use fluxo::simulate::{SimKind, Simulator};
-use fluxo::state::embedded::EmbeddedStore;
-use fluxo::state::StateStore;
-use fluxo_processors::events::{DailyBalance, LedgerEntry};
-use rust_decimal::Decimal;
+use fluxo_processors::events::LedgerEntry;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
-
-/// Expected totals per (account, business date): (credits, debits, count).
-type Expected = BTreeMap<(String, i32), (Decimal, Decimal, i64)>;
-
-fn business_date(millis: i64) -> i32 {
-    let tz: chrono_tz::Tz = "America/Sao_Paulo".parse().unwrap();
-    let local = tz.timestamp_millis_opt(millis).unwrap().date_naive();
-    (local - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
-}
-
-/// What one clean pass must give: each valid entry id counted once.
-fn expected(entries: &[LedgerEntry]) -> Expected {
-    let mut seen = HashSet::new();
-    let mut out = Expected::new();
-    for e in entries {
-        let Some(id) = &e.entry_id else { continue };
-        let valid = e.amount > Decimal::ZERO
-            && (e.kind == "DEBIT" || e.kind == "CREDIT")
-            && e.currency == "BRL";
-        if !valid || !seen.insert(id.clone()) {
-            continue;
-        }
-        let row = out
-            .entry((e.account_id.clone(), business_date(e.occurred_at)))
-            .or_insert((Decimal::ZERO, Decimal::ZERO, 0));
-        if e.kind == "CREDIT" {
-            row.0 += e.amount;
-        } else {
-            row.1 += e.amount;
-        }
-        row.2 += 1;
-    }
-    out
-}
-
-/// Every row of the `daily_balances` view of a stopped runtime.
-fn stored_balances(env: &Env) -> Expected {
-    let store = EmbeddedStore::open(&env.data_dir().join("state.redb")).unwrap();
-    store
-        .scan(
-            fluxo_processors::views::DAILY_BALANCES,
-            b"",
-            b"",
-            None,
-            usize::MAX,
-        )
-        .unwrap()
-        .into_iter()
-        .map(|(_, v)| {
-            let b: DailyBalance = serde_json::from_slice(&v).unwrap();
-            assert_eq!(b.net, b.total_credits - b.total_debits);
-            (
-                (b.account_id, b.business_date),
-                (b.total_credits, b.total_debits, b.entry_count),
-            )
-        })
-        .collect()
-}
-
-fn framed(id: u32, e: &LedgerEntry) -> Vec<u8> {
-    frame(id, &encode_datum(e).unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_restart_equals_one_clean_pass() {
     let _serial = serial();
-    // 50k entries: at 100k the dev broker (Tansu 0.6, SQLite) stalled after the restart in our
-    // runs (100% CPU, requests timing out) — Tansu's limit, not fluxo's; see the issue notes.
-    const N: usize = 50_000;
+    // 200k entries, as the issue asks. This stalled Tansu 0.6 until fluxo indexed its header
+    // table (see `fluxo::broker::index_headers`).
+    const N: usize = 200_000;
     let env = Env::new(&["daily-consolidation"], "");
     env.create_topics();
     let topic = env.topic("ledger-entries");

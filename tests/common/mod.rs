@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod ledger;
+
 use fluxo::avro::framing::frame;
 use fluxo::avro::typed::{encode_datum, AvroEvent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -200,6 +202,28 @@ impl Env {
             topology,
             http_addr: format!("127.0.0.1:{}", free_port()),
         }
+    }
+
+    /// A second environment for another instance of the same deployment: the same topology
+    /// (topics, consumer groups) with a data directory and HTTP address of its own.
+    pub fn sibling(&self) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let topology = dir.path().join("topology.toml");
+        std::fs::copy(&self.topology, &topology).unwrap();
+        Self {
+            suffix: self.suffix.clone(),
+            dir,
+            topology,
+            http_addr: format!("127.0.0.1:{}", free_port()),
+        }
+    }
+
+    /// Replace `from` by `to` in the topology file (e.g. a `[runtime]` setting); panics when
+    /// `from` is not there, so a renamed key cannot silently leave the test on defaults.
+    pub fn edit_topology(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.topology).unwrap();
+        assert!(text.contains(from), "{from:?} not in the topology");
+        std::fs::write(&self.topology, text.replacen(from, to, 1)).unwrap();
     }
 
     /// The test name of a shipped topic.
