@@ -1,9 +1,10 @@
 //! The HTTP server of every fluxo process: `/metrics`, `/healthz`, `/readyz`, and the query API
 //! routes when a state store is attached.
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::future::Future;
@@ -55,6 +56,30 @@ pub fn ops_router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
+}
+
+/// Middleware of the query API: counts each request in `fluxo_http_requests_total` and times it
+/// in `fluxo_http_request_duration_seconds`, labelled with the route template (never the path
+/// itself, which carries account ids and documents) or `unmatched`.
+pub async fn track_requests(
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = matched
+        .as_ref()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let method = request.method().as_str().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    crate::metrics::HTTP_REQUEST_SECONDS
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    crate::metrics::HTTP_REQUESTS
+        .with_label_values(&[&route, &method, response.status().as_str()])
+        .inc();
+    response
 }
 
 /// Serve `router` on `listener` until `shutdown` resolves.

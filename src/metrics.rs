@@ -4,11 +4,13 @@
 //! account or a transaction id. Names follow Prometheus conventions (`_total` counters, base
 //! units, `_seconds` histograms).
 
+use prometheus::core::Collector;
 use prometheus::{
     exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter_vec,
     register_int_gauge_vec, Encoder, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec,
     TextEncoder,
 };
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 /// Records consumed, per processor and topic.
@@ -192,12 +194,82 @@ pub static VALIDATOR_BREAKER_STATE: LazyLock<prometheus::IntGauge> = LazyLock::n
     .expect("metric registered once")
 });
 
+/// Query API requests, by route template (`unmatched` for unknown paths), method and status.
+pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "fluxo_http_requests_total",
+        "Query API requests answered, by route template, method and status code.",
+        &["route", "method", "status"]
+    )
+    .expect("metric registered once")
+});
+
+/// Query API request latency, by route template.
+pub static HTTP_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "fluxo_http_request_duration_seconds",
+        "Time to answer a query API request, by route template.",
+        &["route"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+    )
+    .expect("metric registered once")
+});
+
+/// Daily balances changed after their business day had ended (late entries correcting a day).
+pub static CONSOLIDATION_LATE_CORRECTIONS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "fluxo_consolidation_late_corrections_total",
+        "Daily balances re-emitted for a business day that had already ended (processing \
+             time, in the consolidation's time zone)."
+    )
+    .expect("metric registered once")
+});
+
+/// Every metric fluxo defines, registering each one on first call.
+fn collectors() -> [&'static dyn Collector; 21] {
+    [
+        &*RECORDS_IN,
+        &*RECORDS_OUT,
+        &*DEAD_LETTERS,
+        &*PROCESSING_SECONDS,
+        &*EVENT_TIME_LATENCY_SECONDS,
+        &*CHECKPOINT_SECONDS,
+        &*PRODUCE_ERRORS,
+        &*CONSUMER_LAG,
+        &*CHECKPOINTED_OFFSET,
+        &*ASSIGNED_PARTITIONS,
+        &*PROCESSOR_UP,
+        &*DUPLICATES_SKIPPED,
+        &*RISK_DECISIONS,
+        &*RISK_DECISION_LATENCY,
+        &*RISK_SLA_BREACHES,
+        &*VALIDATOR_CALLS,
+        &*VALIDATOR_UNAVAILABLE,
+        &*VALIDATOR_BREAKER_STATE,
+        &*HTTP_REQUESTS,
+        &*HTTP_REQUEST_SECONDS,
+        &*CONSOLIDATION_LATE_CORRECTIONS,
+    ]
+}
+
+/// Every metric family fluxo exports: its name and its label names, from the collectors'
+/// descriptors (registering each metric on first call).
+///
+/// A labelled metric appears in `/metrics` only once it has a child (a label combination that
+/// was counted), so a scrape alone cannot list them all; this list can (the dashboards and alert
+/// rules in `deploy/` are checked against it by `tests/deploy_metrics.rs`).
+pub fn families() -> BTreeMap<String, Vec<String>> {
+    collectors()
+        .iter()
+        .flat_map(|c| c.desc().into_iter())
+        .map(|d| (d.fq_name.clone(), d.variable_labels.clone()))
+        .collect()
+}
+
 /// Render every registered metric in the Prometheus text format.
 pub fn render() -> String {
-    // Touch the runtime metrics so they are listed even before the first record.
-    for m in [&*RECORDS_IN, &*RECORDS_OUT] {
-        let _ = m;
-    }
+    // Register every metric, so the unlabelled ones are listed even before the first record.
+    let _ = collectors();
     let mut buf = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(e) = encoder.encode(&prometheus::gather(), &mut buf) {

@@ -125,7 +125,8 @@ pub const ROUTE_BELOW_AVERAGE: &str = "/v1/assets/{symbol}/below-average-events"
 pub const ROUTE_OPENAPI: &str = "/openapi.json";
 
 /// The query API: the `/v1` routes (bearer token required) and `/openapi.json` (public), with a
-/// JSON 404 for unknown routes. Merge it with the runtime's `/metrics`, `/healthz` and `/readyz`
+/// JSON 404 for unknown routes, every request counted and timed ([`crate::http::track_requests`]).
+/// Merge it with the runtime's `/metrics`, `/healthz` and `/readyz`
 /// router (which must not set a fallback of its own).
 pub fn router(state: ApiState) -> Router {
     let auth = state.auth.clone();
@@ -145,4 +146,5 @@ pub fn router(state: ApiState) -> Router {
         .merge(v1)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn(crate::http::track_requests))
 }
