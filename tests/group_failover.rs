@@ -13,7 +13,6 @@ mod common;
 
 use common::ledger::*;
 use common::*;
-use fluxo::simulate::{SimKind, Simulator};
 use fluxo_processors::events::{DailyBalance, LedgerEntry};
 use std::time::{Duration, Instant};
 
@@ -59,11 +58,7 @@ async fn a_killed_member_s_partitions_are_taken_over_without_loss_or_double_coun
         );
     }
 
-    let mut sim = Simulator::new(SimKind::Ledger, 7);
-    let base = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-    let entries: Vec<LedgerEntry> = (0..N as i64)
-        .map(|i| sim.next_entry(base + i * 1_000))
-        .collect();
+    let entries = simulated_entries(7, N);
     let want = expected(&entries);
     let mut producer = TestProducer::new();
     let id = producer.schema_id::<LedgerEntry>(&topic).await;

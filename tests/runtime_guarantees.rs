@@ -24,11 +24,7 @@ async fn sigkill_mid_stream_then_restart_equals_one_clean_pass() {
     let env = Env::new(&["daily-consolidation"], "");
     env.create_topics();
     let topic = env.topic("ledger-entries");
-    let mut sim = Simulator::new(SimKind::Ledger, 42);
-    let base = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-    let entries: Vec<LedgerEntry> = (0..N as i64)
-        .map(|i| sim.next_entry(base + i * 1_000))
-        .collect();
+    let entries = simulated_entries(42, N);
     let want = expected(&entries);
 
     let mut producer = TestProducer::new();

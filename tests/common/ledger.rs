@@ -6,6 +6,7 @@ use super::Env;
 use chrono::TimeZone;
 use fluxo::avro::framing::frame;
 use fluxo::avro::typed::encode_datum;
+use fluxo::simulate::{SimKind, Simulator};
 use fluxo::state::embedded::EmbeddedStore;
 use fluxo::state::StateStore;
 use fluxo_processors::events::{DailyBalance, LedgerEntry};
@@ -74,4 +75,14 @@ pub fn stored_balances(env: &Env) -> Expected {
 /// `e` Avro-encoded and framed with schema id `id`.
 pub fn framed(id: u32, e: &LedgerEntry) -> Vec<u8> {
     frame(id, &encode_datum(e).unwrap())
+}
+
+/// `n` simulated ledger entries (duplicates, late and invalid ones included), one second of
+/// event time apart from 2026-01-01T00:00:00Z, from the simulator seeded with `seed`.
+pub fn simulated_entries(seed: u64, n: usize) -> Vec<LedgerEntry> {
+    let mut sim = Simulator::new(SimKind::Ledger, seed);
+    let base = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    (0..n as i64)
+        .map(|i| sim.next_entry(base + i * 1_000))
+        .collect()
 }
