@@ -2,7 +2,9 @@
 //!
 //! Every client starts from `[kafka]` of topology.toml: `bootstrap_servers` plus the
 //! pass-through `[kafka.client]` table (SASL, SSL, rack, compression…), where a value written
-//! `env:NAME` is read from the environment so secrets stay out of the file.
+//! `env:NAME` is read from the environment so secrets stay out of the file. Values of secret
+//! settings are never logged ([`crate::config::is_secret_setting`]); one written in clear draws a
+//! warning naming the setting only.
 
 use crate::config::{TopicConfig, Topology};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -23,7 +25,15 @@ pub fn client_config(topology: &Topology) -> anyhow::Result<ClientConfig> {
             Some(var) => std::env::var(var).map_err(|_| {
                 anyhow::anyhow!("kafka.client.{k} refers to ${var}, which is not set")
             })?,
-            None => v.clone(),
+            None => {
+                if crate::config::is_secret_setting(k) {
+                    static WARNED: std::sync::Once = std::sync::Once::new();
+                    WARNED.call_once(|| {
+                        tracing::warn!(setting = %k, "a secret is written in clear in the topology; prefer `env:NAME`");
+                    });
+                }
+                v.clone()
+            }
         };
         cfg.set(k, value);
     }
