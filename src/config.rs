@@ -758,6 +758,40 @@ outputs = ["price-alerts"]
     }
 
     #[test]
+    fn processing_guarantee_defaults_to_effectively_once_and_parses_exactly_once() {
+        let t = Topology::parse(MINIMAL, "t.toml", &Overrides::default()).unwrap();
+        assert_eq!(
+            t.runtime.processing_guarantee,
+            ProcessingGuarantee::EffectivelyOnce
+        );
+        let text = format!("{MINIMAL}\n[runtime]\nprocessing_guarantee = \"exactly_once\"\n");
+        let t = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap();
+        assert_eq!(
+            t.runtime.processing_guarantee,
+            ProcessingGuarantee::ExactlyOnce
+        );
+        let text = format!("{MINIMAL}\n[runtime]\nprocessing_guarantee = \"at_least_once\"\n");
+        let e = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap_err();
+        assert_eq!(e.key, "runtime.processing_guarantee", "{e}");
+    }
+
+    #[test]
+    fn debug_output_hides_secret_client_settings() {
+        let text = format!(
+            "[kafka.client]\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"fluxo\"\n\"sasl.password\" = \"hunter2-literal\"\n\"ssl.key.password\" = \"env:FLUXO_KEY_PASSWORD\"\n{MINIMAL}"
+        );
+        let t = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap();
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("hunter2-literal"), "{shown}");
+        assert!(
+            shown.contains("\"sasl.password\": \"<redacted>\""),
+            "{shown}"
+        );
+        assert!(shown.contains("env:FLUXO_KEY_PASSWORD"), "{shown}");
+        assert!(shown.contains("SCRAM-SHA-512"), "{shown}");
+    }
+
+    #[test]
     fn the_shipped_topology_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("topology.toml");
         let t = Topology::load(&path, &Overrides::default()).unwrap();

@@ -125,3 +125,47 @@ pub fn wait_for_brokers(topology: &Topology, timeout: Duration) -> anyhow::Resul
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(client: &[(&str, &str)]) -> Topology {
+        let mut text =
+            String::from("[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n[kafka.client]\n");
+        for (k, v) in client {
+            text.push_str(&format!("\"{k}\" = \"{v}\"\n"));
+        }
+        Topology::parse(&text, "t.toml", &crate::config::Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn production_settings_pass_through_and_the_client_accepts_them() {
+        std::env::set_var("FLUXO_TEST_SCRAM_PASSWORD", "s3cret");
+        let t = topology(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "fluxo"),
+            ("sasl.password", "env:FLUXO_TEST_SCRAM_PASSWORD"),
+            ("client.rack", "sa-east-1a"),
+            ("compression.type", "lz4"),
+        ]);
+        let cfg = client_config(&t).unwrap();
+        assert_eq!(cfg.get("sasl.password"), Some("s3cret"));
+        assert_eq!(cfg.get("client.rack"), Some("sa-east-1a"));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        // Creating a client validates every setting against the compiled librdkafka.
+        let producer: rdkafka::producer::BaseProducer = cfg.create().unwrap();
+        drop(producer);
+    }
+
+    #[test]
+    fn a_missing_secret_variable_is_named() {
+        let t = topology(&[("sasl.password", "env:FLUXO_TEST_UNSET_PASSWORD")]);
+        let e = client_config(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("kafka.client.sasl.password refers to $FLUXO_TEST_UNSET_PASSWORD"),
+            "{e}"
+        );
+    }
+}

@@ -223,7 +223,7 @@ fn assert_each_once(ids: &[String], symbols: usize) {
 /// A store that refuses commits number `from..until` (1-based), like a disk that fills and is
 /// freed again: the Kafka transaction of those checkpoints commits, the store's does not.
 struct FlakyStore {
-    inner: EmbeddedStore,
+    inner: Arc<EmbeddedStore>,
     commits: AtomicUsize,
     from: usize,
     until: usize,
@@ -297,7 +297,7 @@ async fn store_failure_after_the_kafka_commit_repeats_no_output() {
     brokers.create_topics(&t);
     produce_quotes(&t, &brokers.bootstrap, SYMBOLS).await;
     let store = Arc::new(FlakyStore {
-        inner: EmbeddedStore::open(&dir.path().join("s.redb")).unwrap(),
+        inner: Arc::new(EmbeddedStore::open(&dir.path().join("s.redb")).unwrap()),
         commits: AtomicUsize::new(0),
         from: 3,
         until: 5,
@@ -312,6 +312,53 @@ async fn store_failure_after_the_kafka_commit_repeats_no_output() {
         &read_ids(&brokers.bootstrap, &alerts, "read_uncommitted"),
         SYMBOLS,
     );
+    assert_each_once(
+        &read_ids(&brokers.bootstrap, &alerts, "read_committed"),
+        SYMBOLS,
+    );
+}
+
+/// A crash between the Kafka commit and the store commit, then a restart: the first run's store
+/// refuses every commit from the third on (its Kafka transactions keep committing), and it is
+/// stopped; the second run starts from the store's older checkpoint, learns from the group's
+/// committed offsets which outputs are already committed, re-processes those records only to
+/// rebuild state, and produces the rest. A `read_committed` consumer sees each alert once.
+/// Real Kafka only (`FLUXO_TEST_KAFKA`): the mock cluster drops transactionally committed
+/// offsets, so the restart could not learn them there (the in-process case is covered above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_a_crash_between_the_commits_repeats_no_output() {
+    let brokers = Brokers::new();
+    if !brokers.real {
+        eprintln!("SKIPPED: librdkafka's mock cluster drops the offsets of TxnOffsetCommit; set FLUXO_TEST_KAFKA to run this against a real Kafka");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = topology(&brokers.bootstrap, dir.path());
+    t.runtime.checkpoint_max_records = 7;
+    t.runtime.max_batch = 7;
+    brokers.create_topics(&t);
+    produce_quotes(&t, &brokers.bootstrap, SYMBOLS).await;
+    let inner = Arc::new(EmbeddedStore::open(&dir.path().join("s.redb")).unwrap());
+    let frozen = Arc::new(FlakyStore {
+        inner: inner.clone(),
+        commits: AtomicUsize::new(0),
+        from: 3,
+        until: usize::MAX,
+    });
+    let pipeline = Pipeline::start(&t, frozen.clone(), None).await.unwrap();
+    assert!(pipeline.wait_started(Duration::from_secs(60)).await);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while frozen.commits.load(Ordering::SeqCst) < 8 {
+        assert!(Instant::now() < deadline, "first run made no progress");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::task::spawn_blocking(move || pipeline.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(checkpointed(&*inner, "price-change") < QUOTES);
+    run_until(&t, inner.clone(), &*inner, QUOTES).await;
+    let alerts = topic(&t, "price-alerts");
     assert_each_once(
         &read_ids(&brokers.bootstrap, &alerts, "read_committed"),
         SYMBOLS,
