@@ -74,15 +74,21 @@ impl Brokers {
     }
 }
 
+/// `text` (the shipped topology) switched to `exactly_once`.
+fn exactly_once(text: &str) -> String {
+    let from = "processing_guarantee = \"effectively_once\"";
+    assert!(
+        text.contains(from),
+        "the shipped topology no longer sets {from}"
+    );
+    text.replacen(from, "processing_guarantee = \"exactly_once\"", 1)
+}
+
 /// The shipped topology with only price-change enabled, in `exactly_once` mode, on `bootstrap`.
 fn topology(bootstrap: &str, data: &Path) -> Topology {
     let suffix = common::unique("eo");
     let mut text = common::topology_text(&suffix, "");
-    text = text.replacen(
-        "[runtime]\n",
-        "[runtime]\nprocessing_guarantee = \"exactly_once\"\n",
-        1,
-    );
+    text = exactly_once(&text);
     for p in ["below-average", "risk-scoring", "daily-consolidation"] {
         text = text.replace(
             &format!("[processors.{p}]\n"),
@@ -501,11 +507,7 @@ async fn a_restarted_instance_fences_its_previous_incarnation() {
 fn exactly_once_on_the_dev_broker_fails_fast_with_a_clear_error() {
     let _serial = common::serial();
     let env = common::Env::new(&["price-change"], "");
-    let text = std::fs::read_to_string(&env.topology).unwrap().replacen(
-        "[runtime]\n",
-        "[runtime]\nprocessing_guarantee = \"exactly_once\"\n",
-        1,
-    );
+    let text = exactly_once(&std::fs::read_to_string(&env.topology).unwrap());
     std::fs::write(&env.topology, text).unwrap();
     env.create_topics();
     let started = Instant::now();
