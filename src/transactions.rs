@@ -270,8 +270,8 @@ impl Transactions {
                 return Err(TxnError::Aborted("no consumer group metadata yet".into()));
             };
             let mut tpl = TopicPartitionList::new();
-            for ((topic, partition), next) in offsets {
-                if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+            for ((topic, partition), next) in self.committable(offsets) {
+                if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(next)) {
                     self.abort(producer);
                     return Err(TxnError::Aborted(format!("offsets: {e}")));
                 }
@@ -295,6 +295,19 @@ impl Transactions {
             *slot = (*slot).max(*next);
         }
         Ok(())
+    }
+
+    /// The offsets to commit for `offsets`: never below the horizon, so re-processing records
+    /// whose outputs are committed does not move the group's offset back (a crash then would
+    /// repeat those outputs).
+    fn committable(&self, offsets: &BTreeMap<(String, i32), i64>) -> BTreeMap<(String, i32), i64> {
+        offsets
+            .iter()
+            .map(|(k, next)| {
+                let next = self.horizon.get(k).map_or(*next, |h| (*h).max(*next));
+                (k.clone(), next)
+            })
+            .collect()
     }
 
     /// Classify a failed transactional call: abort when the client says the transaction can be
@@ -335,5 +348,54 @@ impl Transactions {
     /// Why the producer cannot go on, if it cannot.
     pub fn fatal(&self) -> Option<&str> {
         self.fatal.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_horizon(horizon: &[(&str, i32, i64)]) -> Transactions {
+        Transactions {
+            timeout: Duration::from_secs(1),
+            group_metadata: None,
+            open: false,
+            horizon: horizon
+                .iter()
+                .map(|(t, p, o)| ((t.to_string(), *p), *o))
+                .collect(),
+            fatal: None,
+        }
+    }
+
+    #[test]
+    fn records_below_the_horizon_are_already_committed() {
+        let t = with_horizon(&[("prices", 0, 30)]);
+        assert!(t.already_committed("prices", 0, 29));
+        assert!(!t.already_committed("prices", 0, 30));
+        assert!(!t.already_committed("prices", 1, 0));
+        assert!(!t.already_committed("other", 0, 0));
+    }
+
+    #[test]
+    fn committed_offsets_never_go_back_below_the_horizon() {
+        let t = with_horizon(&[("prices", 0, 30)]);
+        let offsets = BTreeMap::from([
+            (("prices".to_string(), 0), 17),
+            (("prices".to_string(), 1), 5),
+        ]);
+        let sent = t.committable(&offsets);
+        assert_eq!(sent[&("prices".to_string(), 0)], 30);
+        assert_eq!(sent[&("prices".to_string(), 1)], 5);
+        let later = BTreeMap::from([(("prices".to_string(), 0), 31)]);
+        assert_eq!(t.committable(&later)[&("prices".to_string(), 0)], 31);
+    }
+
+    #[test]
+    fn the_transactional_id_is_stable_per_group_and_instance() {
+        assert_eq!(
+            transactional_id("fluxo-price-change", 2),
+            "fluxo-price-change-2"
+        );
     }
 }
