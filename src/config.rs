@@ -49,7 +49,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// `[kafka]`: how to reach the brokers.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// Its `Debug` output hides the values of secret client settings (see [`is_secret_setting`]).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list (`FLUXO_BOOTSTRAP_SERVERS` overrides).
@@ -63,6 +65,43 @@ pub struct KafkaConfig {
     /// A value of the form `env:NAME` is read from the environment variable NAME.
     #[serde(default)]
     pub client: BTreeMap<String, String>,
+}
+
+/// True for librdkafka settings whose value is a secret (passwords, keys, JAAS and OAuth
+/// configuration): their values are never printed, and a value written in clear (not
+/// `env:NAME`) draws a warning at start.
+pub fn is_secret_setting(key: &str) -> bool {
+    const MARKERS: [&str; 5] = [
+        "password",
+        "secret",
+        "jaas",
+        "key.pem",
+        "oauthbearer.config",
+    ];
+    let key = key.to_ascii_lowercase();
+    MARKERS.iter().any(|m| key.contains(m))
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let client: BTreeMap<&str, &str> = self
+            .client
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_setting(k) && !v.starts_with("env:") {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("group_prefix", &self.group_prefix)
+            .field("client", &client)
+            .finish()
+    }
 }
 
 impl Default for KafkaConfig {
@@ -193,6 +232,23 @@ pub struct RuntimeConfig {
     pub instance: u32,
     /// With `static` assignment: how many instances share the partitions.
     pub instances: u32,
+    /// `effectively_once` (default: state and offsets committed together in the store, outputs
+    /// deduplicated downstream by their `fluxo-id`) or `exactly_once` (Kafka transactions: the
+    /// outputs and the input offsets of each checkpoint commit in one transaction; needs brokers
+    /// with transactions, see [`crate::transactions`]).
+    pub processing_guarantee: ProcessingGuarantee,
+}
+
+/// What a crash can do to the outputs (see [`RuntimeConfig::processing_guarantee`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingGuarantee {
+    /// Outputs may repeat after a crash, with the same `fluxo-id`; state is never applied twice.
+    #[default]
+    EffectivelyOnce,
+    /// Outputs and input offsets commit in one Kafka transaction; `read_committed` consumers see
+    /// each output once.
+    ExactlyOnce,
 }
 
 /// How input partitions are assigned (see [`RuntimeConfig::assignment`]).
@@ -220,6 +276,7 @@ impl Default for RuntimeConfig {
             idempotent_producer: true,
             instance: 0,
             instances: 1,
+            processing_guarantee: ProcessingGuarantee::EffectivelyOnce,
         }
     }
 }
@@ -698,6 +755,40 @@ outputs = ["price-alerts"]
         assert!(e.key.starts_with("processors.price-change.params"), "{e}");
         assert!(e.to_string().contains("threshold_pctt"), "{e}");
         assert_eq!(e.line, Some(11));
+    }
+
+    #[test]
+    fn processing_guarantee_defaults_to_effectively_once_and_parses_exactly_once() {
+        let t = Topology::parse(MINIMAL, "t.toml", &Overrides::default()).unwrap();
+        assert_eq!(
+            t.runtime.processing_guarantee,
+            ProcessingGuarantee::EffectivelyOnce
+        );
+        let text = format!("{MINIMAL}\n[runtime]\nprocessing_guarantee = \"exactly_once\"\n");
+        let t = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap();
+        assert_eq!(
+            t.runtime.processing_guarantee,
+            ProcessingGuarantee::ExactlyOnce
+        );
+        let text = format!("{MINIMAL}\n[runtime]\nprocessing_guarantee = \"at_least_once\"\n");
+        let e = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap_err();
+        assert_eq!(e.key, "runtime.processing_guarantee", "{e}");
+    }
+
+    #[test]
+    fn debug_output_hides_secret_client_settings() {
+        let text = format!(
+            "[kafka.client]\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"fluxo\"\n\"sasl.password\" = \"hunter2-literal\"\n\"ssl.key.password\" = \"env:FLUXO_KEY_PASSWORD\"\n{MINIMAL}"
+        );
+        let t = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap();
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("hunter2-literal"), "{shown}");
+        assert!(
+            shown.contains("\"sasl.password\": \"<redacted>\""),
+            "{shown}"
+        );
+        assert!(shown.contains("env:FLUXO_KEY_PASSWORD"), "{shown}");
+        assert!(shown.contains("SCRAM-SHA-512"), "{shown}");
     }
 
     #[test]

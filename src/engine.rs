@@ -88,6 +88,19 @@ pub enum CheckpointError {
     /// The store refused the commit.
     #[error(transparent)]
     Store(#[from] crate::state::StoreError),
+    /// The Kafka transaction of the checkpoint failed (`exactly_once`).
+    #[error(transparent)]
+    Transaction(#[from] crate::transactions::TxnError),
+}
+
+impl CheckpointError {
+    /// True when the engine cannot go on and must stop (a fenced transactional producer).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Self::Transaction(crate::transactions::TxnError::Fatal(_))
+        )
+    }
 }
 
 /// The part of the engine the rebalance callback needs too.
@@ -111,11 +124,24 @@ struct Task {
     global_rewind: bool,
     /// Partitions are assigned statically (no consumer group).
     static_assignment: bool,
+    /// Kafka transactions, in `exactly_once` mode.
+    txn: Option<crate::transactions::Transactions>,
 }
 
 impl Task {
     /// Produce `out` (waiting while the queue is full).
     fn produce(&mut self, out: &Output) {
+        if let Some(txn) = &mut self.txn {
+            if let Err(e) = txn.ensure_begun(&self.producer) {
+                // Counted as a failed delivery: the checkpoint refuses to move past it.
+                self.producer
+                    .context()
+                    .failed
+                    .fetch_add(1, Ordering::SeqCst);
+                tracing::error!(processor = %self.name, error = %e, "cannot begin a transaction");
+                return;
+            }
+        }
         let headers = out.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
             h.insert(Header {
                 key: k,
@@ -156,6 +182,9 @@ impl Task {
     /// Flush outputs, then commit state and offsets atomically.
     fn checkpoint(&mut self) -> Result<(), CheckpointError> {
         let started = Instant::now();
+        if let Some(fatal) = self.txn.as_ref().and_then(|t| t.fatal()) {
+            return Err(crate::transactions::TxnError::Fatal(fatal.to_string()).into());
+        }
         if self.producer.flush(self.produce_timeout).is_err() {
             return Err(CheckpointError::Delivery(format!(
                 "{} records still in flight after {:?}",
@@ -168,6 +197,17 @@ impl Task {
             return Err(CheckpointError::Delivery(format!(
                 "{failed} deliveries failed"
             )));
+        }
+        if let Some(txn) = &mut self.txn {
+            // Outputs and group offsets commit in Kafka first, then state in the store (see
+            // `crate::transactions` for why this order keeps them consistent).
+            let offsets: BTreeMap<(String, i32), i64> = self
+                .pending
+                .iter()
+                .filter(|(k, _)| self.assigned.contains(*k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            txn.commit(&self.producer, &offsets)?;
         }
         let mut batch = WriteBatch::new();
         self.job.flush(&mut batch);
@@ -204,6 +244,9 @@ impl Task {
 
     /// Forget uncommitted work: a fresh processor, no pending offsets.
     fn reset(&mut self) {
+        if let Some(txn) = &mut self.txn {
+            txn.abort(&self.producer);
+        }
         self.job.reset();
         self.pending.clear();
         self.since_checkpoint = 0;
@@ -263,7 +306,12 @@ impl Task {
                 return Err(why);
             }
         }
-        for out in &outputs {
+        // Re-processed only to rebuild state: the outputs were committed in an earlier transaction.
+        let replayed = self
+            .txn
+            .as_ref()
+            .is_some_and(|t| t.already_committed(rec.topic, rec.partition, rec.offset));
+        for out in outputs.iter().filter(|_| !replayed) {
             self.produce(out);
             if out.dead_letter.is_none() {
                 metrics::RECORDS_OUT
@@ -391,6 +439,10 @@ impl ConsumerContext for GroupContext {
                     task.global_rewind = true;
                 }
                 task.reset();
+                let keys: Vec<(String, i32)> = task.assigned.iter().cloned().collect();
+                if let Some(txn) = &mut task.txn {
+                    txn.on_assigned(consumer, &keys);
+                }
                 if let Err(e) = consumer.assign(&positioned) {
                     tracing::error!(processor = %self.name, error = %e, "assign failed");
                 }
@@ -501,10 +553,37 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     .set("linger.ms", "5")
     .set("queue.buffering.max.messages", rt.max_in_flight.to_string())
     .set("message.timeout.ms", "120000");
+    let exactly_once = rt.processing_guarantee == crate::config::ProcessingGuarantee::ExactlyOnce;
+    let group = format!("{}-{name}", topology.kafka.group_prefix);
+    if exactly_once {
+        let id = crate::transactions::transactional_id(&group, rt.instance);
+        crate::transactions::configure_producer(&mut pcfg, &id);
+    }
     let producer: BaseProducer<DeliveryContext> = pcfg.create_with_context(DeliveryContext {
         processor: name.clone(),
         failed: AtomicU64::new(0),
     })?;
+    let produce_timeout = Duration::from_millis(rt.produce_timeout.millis().max(1) as u64);
+    let txn = if exactly_once {
+        let probe_topic = spec
+            .processor
+            .inputs
+            .first()
+            .or(spec.processor.global_inputs.first())
+            .cloned()
+            .unwrap_or_default();
+        let t = crate::transactions::Transactions::start(
+            &producer,
+            &base,
+            &group,
+            &probe_topic,
+            produce_timeout,
+        )?;
+        tracing::info!(processor = %name, "exactly_once: Kafka transactions initialized");
+        Some(t)
+    } else {
+        None
+    };
 
     let task = Arc::new(Mutex::new(Task {
         name: name.clone(),
@@ -516,11 +595,12 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         generation: 0,
         since_checkpoint: 0,
         last_checkpoint: Instant::now(),
-        produce_timeout: Duration::from_millis(rt.produce_timeout.millis().max(1) as u64),
+        produce_timeout,
         outputs: Vec::new(),
         freshness: spec.freshness.clone(),
         global_rewind: false,
         static_assignment: rt.assignment == crate::config::Assignment::Static,
+        txn,
     }));
     let clock = spec.clock;
     let processing_time = |rec: &RawRecord<'_>| match clock {
@@ -529,7 +609,9 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     };
 
     let mut ccfg = base.clone();
-    let group = format!("{}-{name}", topology.kafka.group_prefix);
+    if exactly_once {
+        ccfg.set("isolation.level", "read_committed");
+    }
     ccfg.set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -715,6 +797,10 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         if due {
             match t.checkpoint() {
                 Ok(()) => commit_group_offsets(consumer.as_ref(), &t),
+                Err(e) if e.is_fatal() => {
+                    tracing::error!(processor = %name, error = %e, "transactional producer failed; stopping");
+                    return Err(e.into());
+                }
                 Err(e) => {
                     tracing::error!(processor = %name, error = %e, "checkpoint failed; rewinding to the last checkpoint");
                     rewind(&mut t, consumer.as_ref(), global.as_ref());
@@ -780,6 +866,10 @@ fn assign_static(
         }
     }
     consumer.assign(&tpl)?;
+    let keys: Vec<(String, i32)> = t.assigned.iter().cloned().collect();
+    if let Some(txn) = &mut t.txn {
+        txn.on_assigned(consumer, &keys);
+    }
     metrics::ASSIGNED_PARTITIONS
         .with_label_values(&[&t.name])
         .set(t.assigned.len() as i64);
@@ -832,7 +922,8 @@ fn rewind(
 /// Tansu's coordinator stalls on commits from a member that crashed).
 fn commit_group_offsets(consumer: Option<&BaseConsumer<GroupContext>>, t: &Task) {
     let Some(consumer) = consumer else { return };
-    if t.static_assignment {
+    // In `exactly_once` mode the offsets were committed with the transaction.
+    if t.static_assignment || t.txn.is_some() {
         return;
     }
     let stored = t.stored_offsets();

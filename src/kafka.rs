@@ -2,7 +2,9 @@
 //!
 //! Every client starts from `[kafka]` of topology.toml: `bootstrap_servers` plus the
 //! pass-through `[kafka.client]` table (SASL, SSL, rack, compression…), where a value written
-//! `env:NAME` is read from the environment so secrets stay out of the file.
+//! `env:NAME` is read from the environment so secrets stay out of the file. Values of secret
+//! settings are never logged ([`crate::config::is_secret_setting`]); one written in clear draws a
+//! warning naming the setting only.
 
 use crate::config::{TopicConfig, Topology};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -23,7 +25,15 @@ pub fn client_config(topology: &Topology) -> anyhow::Result<ClientConfig> {
             Some(var) => std::env::var(var).map_err(|_| {
                 anyhow::anyhow!("kafka.client.{k} refers to ${var}, which is not set")
             })?,
-            None => v.clone(),
+            None => {
+                if crate::config::is_secret_setting(k) {
+                    static WARNED: std::sync::Once = std::sync::Once::new();
+                    WARNED.call_once(|| {
+                        tracing::warn!(setting = %k, "a secret is written in clear in the topology; prefer `env:NAME`");
+                    });
+                }
+                v.clone()
+            }
         };
         cfg.set(k, value);
     }
@@ -113,5 +123,49 @@ pub fn wait_for_brokers(topology: &Topology, timeout: Duration) -> anyhow::Resul
             }
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(client: &[(&str, &str)]) -> Topology {
+        let mut text =
+            String::from("[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n[kafka.client]\n");
+        for (k, v) in client {
+            text.push_str(&format!("\"{k}\" = \"{v}\"\n"));
+        }
+        Topology::parse(&text, "t.toml", &crate::config::Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn production_settings_pass_through_and_the_client_accepts_them() {
+        std::env::set_var("FLUXO_TEST_SCRAM_PASSWORD", "s3cret");
+        let t = topology(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "fluxo"),
+            ("sasl.password", "env:FLUXO_TEST_SCRAM_PASSWORD"),
+            ("client.rack", "sa-east-1a"),
+            ("compression.type", "lz4"),
+        ]);
+        let cfg = client_config(&t).unwrap();
+        assert_eq!(cfg.get("sasl.password"), Some("s3cret"));
+        assert_eq!(cfg.get("client.rack"), Some("sa-east-1a"));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        // Creating a client validates every setting against the compiled librdkafka.
+        let producer: rdkafka::producer::BaseProducer = cfg.create().unwrap();
+        drop(producer);
+    }
+
+    #[test]
+    fn a_missing_secret_variable_is_named() {
+        let t = topology(&[("sasl.password", "env:FLUXO_TEST_UNSET_PASSWORD")]);
+        let e = client_config(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("kafka.client.sasl.password refers to $FLUXO_TEST_UNSET_PASSWORD"),
+            "{e}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! - [`state`]: the state store interface and its embedded engine.
 //! - [`kafka`]: client settings and topic administration.
 //! - [`engine`]: consume -> decode -> process -> encode -> produce -> checkpoint, per processor.
+//! - [`transactions`]: Kafka transactions for `processing_guarantee = "exactly_once"`.
 //! - [`jobs`]: each processor bound to its topics.
 //! - [`pipeline`]: starting and stopping every enabled processor.
 //! - [`broker`]: installing and running the Tansu development broker.
@@ -31,4 +32,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod simulate;
 pub mod state;
+pub mod transactions;
 pub mod validator;

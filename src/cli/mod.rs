@@ -199,6 +199,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 t.state_path().display()
             );
             println!("http      {}", t.http.addr);
+            println!("guarantee {:?}", t.runtime.processing_guarantee);
             println!("topics:");
             for (name, topic) in t.all_topics() {
                 println!(
