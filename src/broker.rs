@@ -153,6 +153,11 @@ impl Broker {
     }
 
     /// True while the broker process is alive.
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -51,6 +51,22 @@ struct OwnedBroker {
 
 static BROKER: OnceLock<OwnedBroker> = OnceLock::new();
 
+/// The broker lives in a static, which is never dropped: a watchdog process stops it once this
+/// test binary has exited, so no test run leaves a Tansu behind.
+fn reap_with_this_process(broker_pid: u32) {
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill {broker_pid} 2>/dev/null",
+        me = std::process::id()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning the broker watchdog");
+}
+
 /// The test broker's bootstrap address.
 pub fn broker() -> String {
     BROKER
@@ -66,6 +82,7 @@ pub fn broker() -> String {
             let dir = tempfile::tempdir().unwrap();
             let address = format!("127.0.0.1:{}", free_port());
             let b = fluxo::broker::Broker::start(&tansu, &address, dir.path()).unwrap();
+            reap_with_this_process(b.pid());
             let deadline = Instant::now() + Duration::from_secs(30);
             while !fluxo::broker::is_listening(&address) {
                 assert!(Instant::now() < deadline, "tansu did not start");
