@@ -1059,6 +1059,14 @@ impl Inner {
             .collect())
     }
 
+    /// The write time (epoch ms) of `processor`'s latest checkpoint commit, if any.
+    async fn last_commit(&self, processor: &str) -> Result<Option<i64>, StoreError> {
+        let rows: Vec<(String, i32, i64, i64)> = self
+            .rows("checkpoints", &self.st.cp_get, &(processor,), usize::MAX)
+            .await?;
+        Ok(rows.iter().map(|r| r.3 / 1000).max())
+    }
+
     async fn drop_namespace(&self, prefix: &str) -> Result<(), StoreError> {
         let ts = self.clock.next();
         let st = &self.st;
@@ -1209,6 +1217,25 @@ impl ScyllaStore {
         })
     }
 
+    /// How fresh the views are: the oldest of `processors`' latest checkpoint commits (epoch
+    /// ms; write times, i.e. wall clock), `None` when none has committed yet. Used by
+    /// `fluxo serve`, which shares the views but not the processors' in-memory freshness.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the checkpoints cannot be read.
+    pub fn views_as_of(&self, processors: &[String]) -> Result<Option<i64>, StoreError> {
+        let processors = processors.to_vec();
+        self.call(|i| async move {
+            let mut oldest: Option<i64> = None;
+            for p in &processors {
+                if let Some(t) = i.last_commit(p).await? {
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                }
+            }
+            Ok(oldest)
+        })
+    }
+
     /// Run `f` on the store's runtime and wait for it (see the module documentation).
     fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
@@ -1331,6 +1358,54 @@ mod tests {
             Consistency::LocalQuorum
         );
         assert!(consistency("MOST").is_err());
+    }
+
+    /// The sync bridge from every kind of caller: a plain thread, a worker of a multi-threaded
+    /// runtime (the API's handlers) and a current-thread runtime. None may panic or deadlock.
+    #[test]
+    fn the_sync_bridge_works_from_any_caller() {
+        let driver = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+        let call = |d: &tokio::runtime::Runtime| {
+            wait(d, async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(7)
+            })
+        };
+        assert_eq!(call(&driver).unwrap(), 7);
+        let multi = tokio::runtime::Runtime::new().unwrap();
+        let d = driver.clone();
+        let got = multi.block_on(async move { tokio::spawn(async move { call(&d) }).await });
+        assert_eq!(got.unwrap().unwrap(), 7);
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(current.block_on(async { call(&driver) }).unwrap(), 7);
+        let failed: Result<i32, _> = wait(&driver, async { Err(store_err("boom")) });
+        assert_eq!(failed.unwrap_err().to_string(), "state store: scylla: boom");
+    }
+
+    /// No server here: a node that refuses connections is a clear error, not a panic or hang.
+    #[test]
+    fn an_unreachable_cluster_is_an_error() {
+        let settings = ScyllaSettings {
+            nodes: vec!["127.0.0.1:1".into()],
+            keyspace: "fluxo".into(),
+            replication: crate::config::Replication::Simple(1),
+            consistency: "LOCAL_QUORUM".into(),
+            local_dc: None,
+            max_concurrency: 4,
+        };
+        let started = std::time::Instant::now();
+        let e = ScyllaStore::connect(&settings).unwrap_err();
+        assert!(e.to_string().contains("connecting to 127.0.0.1:1"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(30));
     }
 
     #[test]
