@@ -114,7 +114,8 @@ pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure>
 /// write them; no replica. `as_of` is the oldest of the enabled processors' latest checkpoint
 /// commits (polled every second), a conservative bound: it lags while the processors are idle.
 async fn serve_shared(topology: &Topology) -> Result<(), Failure> {
-    let store = tokio::task::block_in_place(|| open_scylla(topology))?;
+    // Connecting blocks; the store's bridge moves this worker's tasks aside meanwhile.
+    let store = open_scylla(topology)?;
     let freshness = Arc::new(Freshness::new(0));
     let ready = Arc::new(AtomicBool::new(false));
     let router = http::ops_router(AppState {

@@ -50,7 +50,7 @@
 //!    written: one row `pending_commits(owner, ts)`. A crash before that row leaves nothing
 //!    visible but an orphan log partition; the checkpoint did not move, so the inputs are
 //!    consumed again and produce the same batch.
-//! 4. The rows are applied: one UNLOGGED batch per partition (at most 100 rows / 256 KiB each),
+//! 4. The rows are applied: one UNLOGGED batch per partition (at most 100 rows / 96 KiB each),
 //!    at bounded concurrency, the checkpoint partition last; then the pending row and the log
 //!    are deleted.
 //! 5. Before answering [`StateStore::checkpoints`] for a processor — which the engine reads
@@ -111,8 +111,11 @@ pub const SCHEMA: &str = include_str!("../../../deploy/scylla/schema.cql");
 const ATTEMPTS: u32 = 4;
 /// Most rows in one single-partition batch.
 const BATCH_ROWS: usize = 100;
-/// Most payload bytes in one single-partition batch.
-const BATCH_BYTES: usize = 256 * 1024;
+/// Most payload bytes in one single-partition batch (below Scylla's 128 KiB batch warning).
+const BATCH_BYTES: usize = 96 * 1024;
+/// Attempts of a whole checkpoint read (roll-forward included), 2 s apart: the engine resumes
+/// partitions from it, so it is worth waiting out a longer outage than one statement's retries.
+const CHECKPOINT_ATTEMPTS: u32 = 8;
 /// Rows per page of a scan.
 const PAGE_ROWS: i32 = 1000;
 
@@ -1040,6 +1043,21 @@ impl Inner {
     }
 
     async fn checkpoints(&self, processor: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.checkpoints_once(processor).await {
+                Ok(c) => return Ok(c),
+                Err(e) if attempt < CHECKPOINT_ATTEMPTS => {
+                    tracing::warn!(%processor, attempt, error = %e, "scylla: checkpoints unreadable, retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn checkpoints_once(&self, processor: &str) -> Result<Vec<Checkpoint>, StoreError> {
         self.roll_forward(processor).await?;
         let rows: Vec<(String, i32, i64, i64)> = self
             .rows("checkpoints", &self.st.cp_get, &(processor,), usize::MAX)
@@ -1387,6 +1405,12 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(current.block_on(async { call(&driver) }).unwrap(), 7);
+        // Inside an explicit block_in_place (nested) too.
+        let d = driver.clone();
+        let nested = multi.block_on(async move {
+            tokio::spawn(async move { tokio::task::block_in_place(|| call(&d)) }).await
+        });
+        assert_eq!(nested.unwrap().unwrap(), 7);
         let failed: Result<i32, _> = wait(&driver, async { Err(store_err("boom")) });
         assert_eq!(failed.unwrap_err().to_string(), "state store: scylla: boom");
     }
