@@ -43,7 +43,8 @@
 //!    All rows of the commit get the same write timestamp `ts` (`USING TIMESTAMP`), from a clock
 //!    that only moves forward and is pushed past every timestamp seen in checkpoints and pending
 //!    commits.
-//! 2. If all rows fall in one partition (a lone checkpoint, one account), they go in one
+//! 2. If all rows fall in one partition (a lone checkpoint, one account) and one batch
+//!    ([`plan::is_direct`]), they go in one
 //!    UNLOGGED single-partition batch — atomic and isolated by itself. Done.
 //! 3. Otherwise the batch is serialized ([`redo`]) into `commit_log` rows (partition
 //!    `(owner, ts)`, owner = the processor of its checkpoints), then the commit point is
@@ -72,6 +73,7 @@
 //! replays on its own schedule, after the processor may already have read state again.
 
 pub mod mapping;
+pub mod plan;
 pub mod redo;
 
 use super::{Checkpoint, Rows, StateStore, StoreError, WriteBatch};
@@ -96,7 +98,6 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 use scylla::value::{CqlDate, CqlDecimal, CqlTimestamp};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -109,10 +110,6 @@ pub const SCHEMA: &str = include_str!("../../../deploy/scylla/schema.cql");
 
 /// Attempts of one statement on a transient error (timeout, unavailable, overloaded).
 const ATTEMPTS: u32 = 4;
-/// Most rows in one single-partition batch.
-const BATCH_ROWS: usize = 100;
-/// Most payload bytes in one single-partition batch (below Scylla's 128 KiB batch warning).
-const BATCH_BYTES: usize = 96 * 1024;
 /// Attempts of a whole checkpoint read (roll-forward included), 2 s apart: the engine resumes
 /// partitions from it, so it is worth waiting out a longer outage than one statement's retries.
 const CHECKPOINT_ATTEMPTS: u32 = 8;
@@ -437,11 +434,7 @@ fn decision_row(id: &str, r: DecRow) -> Result<Vec<u8>, StoreError> {
 }
 
 /// One statement of a batch with its bound values.
-type Bound = (
-    PreparedStatement,
-    Box<dyn SerializeRow + Send + Sync>,
-    usize,
-);
+type Bound = (PreparedStatement, Box<dyn SerializeRow + Send + Sync>);
 
 /// The connected driver and what every call shares.
 struct Inner {
@@ -740,7 +733,7 @@ impl Inner {
         }
     }
 
-    /// The statement and values writing `m` at write timestamp `ts`, and its payload size.
+    /// The statement and values writing `m` at write timestamp `ts`.
     fn bind(&self, m: &Mutation, ts: i64) -> Result<Bound, StoreError> {
         let st = &self.st;
         let dec = decimal_to_cql;
@@ -750,21 +743,16 @@ impl Inner {
                 part,
                 ckey,
                 value,
-            } => {
-                let size = tbl.len() + part.len() + ckey.len();
-                match value {
-                    Some(v) => (
-                        st.kv_put.clone(),
-                        Box::new((tbl.clone(), part.clone(), ckey.clone(), v.clone(), ts)),
-                        size + v.len(),
-                    ),
-                    None => (
-                        st.kv_del.clone(),
-                        Box::new((ts, tbl.clone(), part.clone(), ckey.clone())),
-                        size,
-                    ),
-                }
-            }
+            } => match value {
+                Some(v) => (
+                    st.kv_put.clone(),
+                    Box::new((tbl.clone(), part.clone(), ckey.clone(), v.clone(), ts)),
+                ),
+                None => (
+                    st.kv_del.clone(),
+                    Box::new((ts, tbl.clone(), part.clone(), ckey.clone())),
+                ),
+            },
             Mutation::Balance { account, date, row } => match row {
                 Some(b) => (
                     st.bal_put.clone(),
@@ -779,12 +767,10 @@ impl Inner {
                         timestamp_to_cql(b.updated_at),
                         ts,
                     )),
-                    account.len() + 100,
                 ),
                 None => (
                     st.bal_del.clone(),
                     Box::new((ts, account.clone(), date_to_cql(*date))),
-                    account.len() + 12,
                 ),
             },
             Mutation::Decision { id, row } => match row {
@@ -801,14 +787,8 @@ impl Inner {
                         d.latency_ms,
                         ts,
                     )),
-                    id.len()
-                        + 64
-                        + d.reasons
-                            .iter()
-                            .map(|r| r.rule_id.len() + r.text.len() + 4)
-                            .sum::<usize>(),
                 ),
-                None => (st.dec_del.clone(), Box::new((ts, id.clone())), id.len() + 8),
+                None => (st.dec_del.clone(), Box::new((ts, id.clone()))),
             },
             Mutation::PriceAlert {
                 symbol,
@@ -834,12 +814,10 @@ impl Inner {
                         timestamp_to_cql(a.window_end),
                         ts,
                     )),
-                    symbol.len() + id.len() + a.from_event_id.len() + a.to_event_id.len() + 120,
                 ),
                 None => (
                     st.pa_del.clone(),
                     Box::new((ts, symbol.clone(), timestamp_to_cql(*time), id.clone())),
-                    symbol.len() + id.len() + 16,
                 ),
             },
             Mutation::BelowAverage {
@@ -863,12 +841,10 @@ impl Inner {
                         e.quote_event_id.clone(),
                         ts,
                     )),
-                    symbol.len() + id.len() + e.quote_event_id.len() + 100,
                 ),
                 None => (
                     st.ba_del.clone(),
                     Box::new((ts, symbol.clone(), timestamp_to_cql(*time), id.clone())),
-                    symbol.len() + id.len() + 16,
                 ),
             },
             Mutation::Blacklist { document, row } => match row {
@@ -881,13 +857,8 @@ impl Inner {
                         timestamp_to_cql(l.since),
                         ts,
                     )),
-                    document.len() + l.reason.len() + l.source.len() + 16,
                 ),
-                None => (
-                    st.bl_del.clone(),
-                    Box::new((ts, document.clone())),
-                    document.len() + 8,
-                ),
+                None => (st.bl_del.clone(), Box::new((ts, document.clone()))),
             },
             Mutation::Checkpoint(c) => (
                 st.cp_put.clone(),
@@ -898,39 +869,30 @@ impl Inner {
                     c.next_offset,
                     ts,
                 )),
-                c.processor.len() + c.topic.len() + 12,
             ),
         })
     }
 
     /// Apply the rows of one partition in UNLOGGED single-partition batches.
     async fn apply_partition(&self, rows: &[&Mutation], ts: i64) -> Result<(), StoreError> {
-        let mut pending: Vec<Bound> = Vec::new();
-        let mut bytes = 0;
-        for m in rows {
-            let bound = self.bind(m, ts)?;
-            if !pending.is_empty() && (pending.len() >= BATCH_ROWS || bytes + bound.2 > BATCH_BYTES)
-            {
-                self.send_batch(std::mem::take(&mut pending)).await?;
-                bytes = 0;
-            }
-            bytes += bound.2;
-            pending.push(bound);
-        }
-        if !pending.is_empty() {
-            self.send_batch(pending).await?;
+        for batch in plan::batches(rows) {
+            let bound = batch
+                .iter()
+                .map(|m| self.bind(m, ts))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.send_batch(bound).await?;
         }
         Ok(())
     }
 
     async fn send_batch(&self, rows: Vec<Bound>) -> Result<(), StoreError> {
-        if let [(st, values, _)] = rows.as_slice() {
+        if let [(st, values)] = rows.as_slice() {
             return self.exec("write", st, values).await.map(drop);
         }
         let mut batch = Batch::new(BatchType::Unlogged);
         batch.set_is_idempotent(true);
         let mut values = Vec::with_capacity(rows.len());
-        for (st, v, _) in rows {
+        for (st, v) in rows {
             batch.append_statement(st);
             values.push(v);
         }
@@ -942,18 +904,12 @@ impl Inner {
     /// Apply every row of a commit at write timestamp `ts`: state and views first (each
     /// partition in its own batches, concurrently under the semaphore), checkpoints last.
     async fn apply(&self, rows: &[Mutation], ts: i64) -> Result<(), StoreError> {
-        let mut groups: BTreeMap<(Table, Vec<u8>), Vec<&Mutation>> = BTreeMap::new();
-        for m in rows {
-            groups.entry(m.group()).or_default().push(m);
-        }
-        let (checkpoints, state): (Vec<_>, Vec<_>) = groups
-            .into_iter()
-            .partition(|((t, _), _)| *t == Table::Checkpoints);
-        let writes = state.iter().map(|(_, rows)| self.apply_partition(rows, ts));
+        let (state, checkpoints) = plan::partitions(rows);
+        let writes = state.iter().map(|rows| self.apply_partition(rows, ts));
         for r in futures::future::join_all(writes).await {
             r?;
         }
-        for (_, rows) in &checkpoints {
+        for rows in &checkpoints {
             self.apply_partition(rows, ts).await?;
         }
         Ok(())
@@ -965,22 +921,10 @@ impl Inner {
         }
         let rows = mutations(&batch)?;
         let ts = self.clock.next();
-        let mut groups: Vec<_> = rows.iter().map(Mutation::group).collect();
-        groups.sort();
-        groups.dedup();
-        if groups.len() == 1 {
-            // One partition: one UNLOGGED single-partition batch is atomic and isolated.
-            // (Split only past BATCH_ROWS / BATCH_BYTES; then it takes the logged path.)
-            let refs: Vec<&Mutation> = rows.iter().collect();
-            let small = refs.len() <= BATCH_ROWS
-                && refs
-                    .iter()
-                    .map(|m| self.bind(m, ts).map(|b| b.2))
-                    .sum::<Result<usize, _>>()?
-                    <= BATCH_BYTES;
-            if small {
-                return self.apply_partition(&refs, ts).await;
-            }
+        if plan::is_direct(&rows) {
+            // One partition, one batch: an UNLOGGED single-partition batch is atomic and
+            // isolated by itself.
+            return self.apply(&rows, ts).await;
         }
         let owner = owner_of(&batch);
         let record = redo::encode(&batch);
