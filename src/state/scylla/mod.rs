@@ -1172,7 +1172,14 @@ impl ScyllaStore {
             inner.roll_forward("").await?;
             Ok::<_, StoreError>(Arc::new(inner))
         };
-        let inner = wait(&runtime, connect)?;
+        let inner = match wait(&runtime, connect) {
+            Ok(inner) => inner,
+            Err(e) => {
+                // Dropping a runtime blocks, which panics inside an async context (`fluxo serve`).
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
         Ok(Self {
             runtime: Some(runtime),
             inner,
@@ -1359,7 +1366,8 @@ mod tests {
         assert_eq!(failed.unwrap_err().to_string(), "state store: scylla: boom");
     }
 
-    /// No server here: a node that refuses connections is a clear error, not a panic or hang.
+    /// No server here: a node that refuses connections is a clear error, not a panic or hang,
+    /// from a plain thread and from a runtime worker.
     #[test]
     fn an_unreachable_cluster_is_an_error() {
         let settings = ScyllaSettings {
@@ -1374,6 +1382,15 @@ mod tests {
         let e = ScyllaStore::connect(&settings).unwrap_err();
         assert!(e.to_string().contains("connecting to 127.0.0.1:1"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(30));
+        // From an async context too (`fluxo serve`, `fluxo up`): an error, not a panic.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let e = rt
+            .block_on(
+                async move { tokio::spawn(async move { ScyllaStore::connect(&settings) }).await },
+            )
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("connecting to 127.0.0.1:1"), "{e}");
     }
 
     #[test]
