@@ -461,6 +461,81 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// A clustering slice of one typed view partition: `lo <= clustering < hi` (`hi = None`: to
+/// the end of the partition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slice {
+    /// `daily_balances`: business dates (days since epoch).
+    Dates {
+        /// Inclusive lower date.
+        lo: i32,
+        /// Exclusive upper date.
+        hi: Option<i32>,
+    },
+    /// `price_alerts`, `below_average_events`: (time, id).
+    Times {
+        /// Inclusive lower (time, id).
+        lo: (Millis, String),
+        /// Exclusive upper (time, id).
+        hi: Option<(Millis, String)>,
+    },
+}
+
+/// The clustering slice of a typed view that a scan of `prefix` (`partition \0`) over the full
+/// keys `[low, high)` (from [`scan_bounds`]) reads; `Ok(None)` when nothing can match.
+///
+/// # Errors
+/// When the prefix is not exactly a partition prefix, a bound is not a whole clustering key, or
+/// `table` has no clustering key.
+pub fn view_slice(
+    table: Table,
+    prefix: &[u8],
+    low: &[u8],
+    high: Option<&[u8]>,
+) -> Result<Option<Slice>, MapError> {
+    let (part, _) = split_key(prefix);
+    if prefix.len() != part.len() + 1 {
+        return Err(
+            "typed views are scanned by their partition prefix `partition \\0` only".into(),
+        );
+    }
+    let low_rest = low.get(prefix.len()..).unwrap_or_default();
+    // A high bound past the prefix (its successor) is "to the end of the partition".
+    let high_rest = high
+        .filter(|h| h.starts_with(prefix))
+        .map(|h| &h[prefix.len()..]);
+    let clustering = |rest: &[u8]| -> Result<(i64, String), MapError> {
+        match rest.split_first_chunk::<8>() {
+            Some((t, id)) => Ok((
+                views::from_ordered_i64(*t),
+                String::from_utf8(id.to_vec()).map_err(|_| "scan bound id is not UTF-8")?,
+            )),
+            None if rest.is_empty() => Ok((i64::MIN, String::new())),
+            None => Err("a scan bound must be a whole clustering key".into()),
+        }
+    };
+    let lo = clustering(low_rest)?;
+    let hi = high_rest.map(clustering).transpose()?;
+    match table {
+        Table::DailyBalances => {
+            if !lo.1.is_empty() || hi.as_ref().is_some_and(|(_, id)| !id.is_empty()) {
+                return Err("daily_balances: scan bound past the date".into());
+            }
+            let (lo, hi) = (lo.0, hi.map(|h| h.0));
+            if lo > i64::from(i32::MAX) || hi.is_some_and(|h| h <= i64::from(i32::MIN)) {
+                return Ok(None);
+            }
+            Ok(Some(Slice::Dates {
+                lo: i32::try_from(lo).unwrap_or(i32::MIN),
+                // Past i32::MAX: every date is below it.
+                hi: hi.and_then(|h| i32::try_from(h).ok()),
+            }))
+        }
+        Table::PriceAlerts | Table::BelowAverage => Ok(Some(Slice::Times { lo, hi })),
+        other => Err(format!("{other:?} is read by key only")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,6 +688,95 @@ mod tests {
         assert_eq!(scan_bounds(b"a\0", b"", Some(b"a")), None);
         assert_eq!(prefix_successor(b"a\xff\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_successor(b"\xff"), None);
+    }
+
+    /// The slices the query API's reads become.
+    #[test]
+    fn api_scans_become_clustering_slices() {
+        let slice = |t: Table, prefix: &[u8], start: &[u8], end: Option<&[u8]>| {
+            let (low, high) = scan_bounds(prefix, start, end).unwrap();
+            view_slice(t, prefix, &low, high.as_deref())
+        };
+        let p = views::partition_prefix("ACC-1");
+        // GET .../daily-balances?from&to: one slice [from, to + 1).
+        let from = views::daily_balance_key("ACC-1", 19_723);
+        let to = views::daily_balance_key("ACC-1", 19_727);
+        assert_eq!(
+            slice(Table::DailyBalances, &p, &from, Some(&to)).unwrap(),
+            Some(Slice::Dates {
+                lo: 19_723,
+                hi: Some(19_727)
+            })
+        );
+        // Does the account exist: the whole partition.
+        assert_eq!(
+            slice(Table::DailyBalances, &p, &p, None).unwrap(),
+            Some(Slice::Dates {
+                lo: i32::MIN,
+                hi: None
+            })
+        );
+        let neg = views::daily_balance_key("ACC-1", -3);
+        assert_eq!(
+            slice(Table::DailyBalances, &p, &neg, None).unwrap(),
+            Some(Slice::Dates { lo: -3, hi: None })
+        );
+        let beyond = [p.as_slice(), &views::ordered_i64(1 << 40)].concat();
+        assert_eq!(
+            slice(Table::DailyBalances, &p, &beyond, None).unwrap(),
+            None
+        );
+        assert_eq!(
+            slice(Table::DailyBalances, &p, &p, Some(&beyond)).unwrap(),
+            Some(Slice::Dates {
+                lo: i32::MIN,
+                hi: None
+            })
+        );
+        // GET .../alerts?since=T: from (T, "") on; without since from the first row.
+        let s = views::partition_prefix("PETR4");
+        let since = views::alert_key("PETR4", 1_714_564_800_000, "");
+        assert_eq!(
+            slice(Table::PriceAlerts, &s, &since, None).unwrap(),
+            Some(Slice::Times {
+                lo: (1_714_564_800_000, String::new()),
+                hi: None
+            })
+        );
+        let first = views::alert_key("PETR4", i64::MIN, "");
+        assert_eq!(
+            slice(Table::BelowAverage, &s, &first, None).unwrap(),
+            Some(Slice::Times {
+                lo: (i64::MIN, String::new()),
+                hi: None
+            })
+        );
+        let a = views::alert_key("PETR4", -5, "a1");
+        let b = views::alert_key("PETR4", 7, "b2");
+        assert_eq!(
+            slice(Table::PriceAlerts, &s, &a, Some(&b)).unwrap(),
+            Some(Slice::Times {
+                lo: (-5, "a1".into()),
+                hi: Some((7, "b2".into()))
+            })
+        );
+        // Refused: partial bounds, prefixes longer than the partition, key-only tables.
+        assert!(slice(
+            Table::PriceAlerts,
+            &s,
+            &[s.as_slice(), b""].concat(),
+            None
+        )
+        .is_err());
+        assert!(slice(
+            Table::DailyBalances,
+            &p,
+            &[neg.as_slice(), b"x"].concat(),
+            None
+        )
+        .is_err());
+        assert!(slice(Table::PriceAlerts, &a, &a, None).is_err());
+        assert!(slice(Table::RiskDecisions, b"tx\0", b"", None).is_err());
     }
 
     #[test]

@@ -83,7 +83,7 @@ use fluxo_processors::risk::store::Listing;
 use fluxo_processors::views;
 use mapping::{
     date_from_cql, date_to_cql, decimal_from_cql, decimal_to_cql, enum_from_text, enum_text,
-    timestamp_from_cql, timestamp_to_cql, Mutation, Table,
+    timestamp_from_cql, timestamp_to_cql, Mutation, Slice, Table,
 };
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
@@ -642,49 +642,17 @@ impl Inner {
             };
         }
         // Typed views: the prefix is exactly their partition, the bounds full clustering keys.
-        if prefix.len() != part.len() + 1 {
-            return Err(store_err(format!(
-                "{table}: scans take the partition prefix `partition \\0` only"
-            )));
-        }
         let partition = std::str::from_utf8(part)
             .map_err(|_| store_err(format!("{table}: partition is not UTF-8")))?;
-        let low_rest = &low[prefix.len()..];
-        // A high bound past the prefix (its successor) is "to the end of the partition".
-        let high_rest = high
-            .as_deref()
-            .filter(|h| h.starts_with(prefix))
-            .map(|h| &h[prefix.len()..]);
-        let clustering = |rest: &[u8]| -> Result<(i64, String), StoreError> {
-            match rest.split_first_chunk::<8>() {
-                Some((t, id)) => Ok((
-                    views::from_ordered_i64(*t),
-                    String::from_utf8(id.to_vec())
-                        .map_err(|_| store_err(format!("{table}: scan bound id is not UTF-8")))?,
-                )),
-                None if rest.is_empty() => Ok((i64::MIN, String::new())),
-                None => Err(store_err(format!(
-                    "{table}: a scan bound must be a whole clustering key"
-                ))),
-            }
-        };
-        match kind {
-            Table::DailyBalances => {
-                let (lo, lo_id) = clustering(low_rest)?;
-                let hi = high_rest.map(clustering).transpose()?;
-                if !lo_id.is_empty() || hi.as_ref().is_some_and(|(_, id)| !id.is_empty()) {
-                    return Err(store_err("daily_balances: scan bound past the date"));
-                }
-                if lo > i64::from(i32::MAX)
-                    || hi.as_ref().is_some_and(|(h, _)| *h <= i64::from(i32::MIN))
-                {
-                    return Ok(Vec::new());
-                }
-                let lo = date_to_cql(i32::try_from(lo).unwrap_or(i32::MIN));
-                let hi = hi.and_then(|(h, _)| i32::try_from(h).ok()).map(date_to_cql);
+        let slice = mapping::view_slice(kind, prefix, &low, high.as_deref())
+            .map_err(|e| store_err(format!("{table}: {e}")))?;
+        match (kind, slice) {
+            (_, None) => Ok(Vec::new()),
+            (Table::DailyBalances, Some(Slice::Dates { lo, hi })) => {
+                let lo = date_to_cql(lo);
                 let rows: Vec<BalRow> = match hi {
                     Some(hi) => {
-                        let v = (partition, lo, hi, cql_limit);
+                        let v = (partition, lo, date_to_cql(hi), cql_limit);
                         self.rows("scan", &st.bal_scan, &v, limit).await?
                     }
                     None => {
@@ -696,13 +664,9 @@ impl Inner {
                     .map(|r| balance_row(partition, r))
                     .collect()
             }
-            Table::PriceAlerts | Table::BelowAverage => {
-                let (lo, lo_id) = clustering(low_rest)?;
-                let lo = (timestamp_to_cql(lo), lo_id);
-                let hi = high_rest
-                    .map(clustering)
-                    .transpose()?
-                    .map(|(t, id)| (timestamp_to_cql(t), id));
+            (Table::PriceAlerts | Table::BelowAverage, Some(Slice::Times { lo, hi })) => {
+                let lo = (timestamp_to_cql(lo.0), lo.1);
+                let hi = hi.map(|(t, id)| (timestamp_to_cql(t), id));
                 let (scan, open) = if kind == Table::PriceAlerts {
                     (&st.pa_scan, &st.pa_scan_open)
                 } else {
