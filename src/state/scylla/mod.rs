@@ -204,6 +204,76 @@ impl WriteClock {
     }
 }
 
+/// The write statements, by what they write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// `INSERT INTO kv (tbl, part, ckey, payload) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`
+    KvPut,
+    /// `DELETE FROM kv USING TIMESTAMP ? WHERE tbl = ? AND part = ? AND ckey = ?`
+    KvDel,
+    /// `INSERT INTO checkpoints (processor, topic, topic_partition, next_offset) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`
+    CpPut,
+    /// `INSERT INTO daily_balances (account_id, business_date, total_credits, total_debits, net, entry_count, last_entry_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`
+    BalPut,
+    /// `DELETE FROM daily_balances USING TIMESTAMP ? WHERE account_id = ? AND business_date = ?`
+    BalDel,
+    /// `INSERT INTO risk_decisions (transaction_id, score, decision, reasons, degraded, event_time, decided_at, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`
+    DecPut,
+    /// `DELETE FROM risk_decisions USING TIMESTAMP ? WHERE transaction_id = ?`
+    DecDel,
+    /// `INSERT INTO price_alerts (symbol, to_time, alert_id, direction, from_price, from_time, from_event_id, to_price, to_event_id, change_pct, threshold_pct, window_start, window_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`
+    PaPut,
+    /// `DELETE FROM price_alerts USING TIMESTAMP ? WHERE symbol = ? AND to_time = ? AND alert_id = ?`
+    PaDel,
+    /// `INSERT INTO below_average_events (symbol, event_time, event_id, kind, price, average, deviation_pct, samples, method, quote_event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?`
+    BaPut,
+    /// `DELETE FROM below_average_events USING TIMESTAMP ? WHERE symbol = ? AND event_time = ? AND event_id = ?`
+    BaDel,
+    /// `INSERT INTO blacklist (document, reason, source, listed_since) VALUES (?, ?, ?, ?) USING TIMESTAMP ?`
+    BlPut,
+    /// `DELETE FROM blacklist USING TIMESTAMP ? WHERE document = ?`
+    BlDel,
+}
+
+impl Write {
+    /// Every write statement.
+    #[cfg(test)]
+    const ALL: [Write; 13] = [
+        Write::KvPut,
+        Write::KvDel,
+        Write::CpPut,
+        Write::BalPut,
+        Write::BalDel,
+        Write::DecPut,
+        Write::DecDel,
+        Write::PaPut,
+        Write::PaDel,
+        Write::BaPut,
+        Write::BaDel,
+        Write::BlPut,
+        Write::BlDel,
+    ];
+
+    /// Its CQL.
+    fn cql(self) -> &'static str {
+        match self {
+            Write::KvPut => "INSERT INTO kv (tbl, part, ckey, payload) VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
+            Write::KvDel => "DELETE FROM kv USING TIMESTAMP ? WHERE tbl = ? AND part = ? AND ckey = ?",
+            Write::CpPut => "INSERT INTO checkpoints (processor, topic, topic_partition, next_offset) VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
+            Write::BalPut => "INSERT INTO daily_balances (account_id, business_date, total_credits, total_debits, net, entry_count, last_entry_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+            Write::BalDel => "DELETE FROM daily_balances USING TIMESTAMP ? WHERE account_id = ? AND business_date = ?",
+            Write::DecPut => "INSERT INTO risk_decisions (transaction_id, score, decision, reasons, degraded, event_time, decided_at, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+            Write::DecDel => "DELETE FROM risk_decisions USING TIMESTAMP ? WHERE transaction_id = ?",
+            Write::PaPut => "INSERT INTO price_alerts (symbol, to_time, alert_id, direction, from_price, from_time, from_event_id, to_price, to_event_id, change_pct, threshold_pct, window_start, window_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+            Write::PaDel => "DELETE FROM price_alerts USING TIMESTAMP ? WHERE symbol = ? AND to_time = ? AND alert_id = ?",
+            Write::BaPut => "INSERT INTO below_average_events (symbol, event_time, event_id, kind, price, average, deviation_pct, samples, method, quote_event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?",
+            Write::BaDel => "DELETE FROM below_average_events USING TIMESTAMP ? WHERE symbol = ? AND event_time = ? AND event_id = ?",
+            Write::BlPut => "INSERT INTO blacklist (document, reason, source, listed_since) VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
+            Write::BlDel => "DELETE FROM blacklist USING TIMESTAMP ? WHERE document = ?",
+        }
+    }
+}
+
 /// The prepared statements.
 struct Statements {
     kv_get: PreparedStatement,
@@ -256,6 +326,25 @@ const BA_COLS: &str =
 const DEC_COLS: &str = "score, decision, reasons, degraded, event_time, decided_at, latency_ms";
 
 impl Statements {
+    /// The prepared form of `w`.
+    fn write(&self, w: Write) -> &PreparedStatement {
+        match w {
+            Write::KvPut => &self.kv_put,
+            Write::KvDel => &self.kv_del,
+            Write::CpPut => &self.cp_put,
+            Write::BalPut => &self.bal_put,
+            Write::BalDel => &self.bal_del,
+            Write::DecPut => &self.dec_put,
+            Write::DecDel => &self.dec_del,
+            Write::PaPut => &self.pa_put,
+            Write::PaDel => &self.pa_del,
+            Write::BaPut => &self.ba_put,
+            Write::BaDel => &self.ba_del,
+            Write::BlPut => &self.bl_put,
+            Write::BlDel => &self.bl_del,
+        }
+    }
+
     async fn prepare(session: &Session) -> Result<Self, StoreError> {
         let p = |cql: String| async move {
             let mut st = session
@@ -270,13 +359,13 @@ impl Statements {
         let s = |cql: &str| p(cql.to_string());
         Ok(Self {
             kv_get: s("SELECT payload FROM kv WHERE tbl = ? AND part = ? AND ckey = ?").await?,
-            kv_put: s("INSERT INTO kv (tbl, part, ckey, payload) VALUES (?, ?, ?, ?) USING TIMESTAMP ?").await?,
-            kv_del: s("DELETE FROM kv USING TIMESTAMP ? WHERE tbl = ? AND part = ? AND ckey = ?").await?,
+            kv_put: s(Write::KvPut.cql()).await?,
+            kv_del: s(Write::KvDel.cql()).await?,
             kv_scan: s("SELECT ckey, payload FROM kv WHERE tbl = ? AND part = ? AND ckey >= ? AND ckey < ? LIMIT ?").await?,
             kv_scan_open: s("SELECT ckey, payload FROM kv WHERE tbl = ? AND part = ? AND ckey >= ? LIMIT ?").await?,
             kv_partitions: s("SELECT DISTINCT tbl, part FROM kv").await?,
             kv_drop: s("DELETE FROM kv USING TIMESTAMP ? WHERE tbl = ? AND part = ?").await?,
-            cp_put: s("INSERT INTO checkpoints (processor, topic, topic_partition, next_offset) VALUES (?, ?, ?, ?) USING TIMESTAMP ?").await?,
+            cp_put: s(Write::CpPut.cql()).await?,
             cp_get: s("SELECT topic, topic_partition, next_offset, WRITETIME(next_offset) FROM checkpoints WHERE processor = ?").await?,
             cp_processors: s("SELECT DISTINCT processor FROM checkpoints").await?,
             cp_drop: s("DELETE FROM checkpoints USING TIMESTAMP ? WHERE processor = ?").await?,
@@ -287,26 +376,26 @@ impl Statements {
             log_put: s("INSERT INTO commit_log (owner, commit_ts, chunk, payload) VALUES (?, ?, ?, ?) USING TIMESTAMP ?").await?,
             log_get: s("SELECT chunk, payload FROM commit_log WHERE owner = ? AND commit_ts = ?").await?,
             log_del: s("DELETE FROM commit_log USING TIMESTAMP ? WHERE owner = ? AND commit_ts = ?").await?,
-            bal_put: s("INSERT INTO daily_balances (account_id, business_date, total_credits, total_debits, net, entry_count, last_entry_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?").await?,
-            bal_del: s("DELETE FROM daily_balances USING TIMESTAMP ? WHERE account_id = ? AND business_date = ?").await?,
+            bal_put: s(Write::BalPut.cql()).await?,
+            bal_del: s(Write::BalDel.cql()).await?,
             bal_get: p(format!("SELECT {BAL_COLS} FROM daily_balances WHERE account_id = ? AND business_date = ?")).await?,
             bal_scan: p(format!("SELECT {BAL_COLS} FROM daily_balances WHERE account_id = ? AND business_date >= ? AND business_date < ? LIMIT ?")).await?,
             bal_scan_open: p(format!("SELECT {BAL_COLS} FROM daily_balances WHERE account_id = ? AND business_date >= ? LIMIT ?")).await?,
-            dec_put: s("INSERT INTO risk_decisions (transaction_id, score, decision, reasons, degraded, event_time, decided_at, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?").await?,
-            dec_del: s("DELETE FROM risk_decisions USING TIMESTAMP ? WHERE transaction_id = ?").await?,
+            dec_put: s(Write::DecPut.cql()).await?,
+            dec_del: s(Write::DecDel.cql()).await?,
             dec_get: p(format!("SELECT {DEC_COLS} FROM risk_decisions WHERE transaction_id = ?")).await?,
-            pa_put: s("INSERT INTO price_alerts (symbol, to_time, alert_id, direction, from_price, from_time, from_event_id, to_price, to_event_id, change_pct, threshold_pct, window_start, window_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?").await?,
-            pa_del: s("DELETE FROM price_alerts USING TIMESTAMP ? WHERE symbol = ? AND to_time = ? AND alert_id = ?").await?,
+            pa_put: s(Write::PaPut.cql()).await?,
+            pa_del: s(Write::PaDel.cql()).await?,
             pa_get: p(format!("SELECT {PA_COLS} FROM price_alerts WHERE symbol = ? AND to_time = ? AND alert_id = ?")).await?,
             pa_scan: p(format!("SELECT {PA_COLS} FROM price_alerts WHERE symbol = ? AND (to_time, alert_id) >= (?, ?) AND (to_time, alert_id) < (?, ?) LIMIT ?")).await?,
             pa_scan_open: p(format!("SELECT {PA_COLS} FROM price_alerts WHERE symbol = ? AND (to_time, alert_id) >= (?, ?) LIMIT ?")).await?,
-            ba_put: s("INSERT INTO below_average_events (symbol, event_time, event_id, kind, price, average, deviation_pct, samples, method, quote_event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?").await?,
-            ba_del: s("DELETE FROM below_average_events USING TIMESTAMP ? WHERE symbol = ? AND event_time = ? AND event_id = ?").await?,
+            ba_put: s(Write::BaPut.cql()).await?,
+            ba_del: s(Write::BaDel.cql()).await?,
             ba_get: p(format!("SELECT {BA_COLS} FROM below_average_events WHERE symbol = ? AND event_time = ? AND event_id = ?")).await?,
             ba_scan: p(format!("SELECT {BA_COLS} FROM below_average_events WHERE symbol = ? AND (event_time, event_id) >= (?, ?) AND (event_time, event_id) < (?, ?) LIMIT ?")).await?,
             ba_scan_open: p(format!("SELECT {BA_COLS} FROM below_average_events WHERE symbol = ? AND (event_time, event_id) >= (?, ?) LIMIT ?")).await?,
-            bl_put: s("INSERT INTO blacklist (document, reason, source, listed_since) VALUES (?, ?, ?, ?) USING TIMESTAMP ?").await?,
-            bl_del: s("DELETE FROM blacklist USING TIMESTAMP ? WHERE document = ?").await?,
+            bl_put: s(Write::BlPut.cql()).await?,
+            bl_del: s(Write::BlDel.cql()).await?,
             bl_get: s("SELECT reason, source, listed_since FROM blacklist WHERE document = ?").await?,
         })
     }
@@ -433,8 +522,10 @@ fn decision_row(id: &str, r: DecRow) -> Result<Vec<u8>, StoreError> {
     mapping::view_json(&d).map_err(store_err)
 }
 
+/// Values bound to one statement.
+type Values = Box<dyn SerializeRow + Send + Sync>;
 /// One statement of a batch with its bound values.
-type Bound = (PreparedStatement, Box<dyn SerializeRow + Send + Sync>);
+type Bound = (PreparedStatement, Values);
 
 /// The connected driver and what every call shares.
 struct Inner {
@@ -697,144 +788,10 @@ impl Inner {
         }
     }
 
-    /// The statement and values writing `m` at write timestamp `ts`.
+    /// The prepared statement and values writing `m` at write timestamp `ts`.
     fn bind(&self, m: &Mutation, ts: i64) -> Result<Bound, StoreError> {
-        let st = &self.st;
-        let dec = decimal_to_cql;
-        Ok(match m {
-            Mutation::Kv {
-                tbl,
-                part,
-                ckey,
-                value,
-            } => match value {
-                Some(v) => (
-                    st.kv_put.clone(),
-                    Box::new((tbl.clone(), part.clone(), ckey.clone(), v.clone(), ts)),
-                ),
-                None => (
-                    st.kv_del.clone(),
-                    Box::new((ts, tbl.clone(), part.clone(), ckey.clone())),
-                ),
-            },
-            Mutation::Balance { account, date, row } => match row {
-                Some(b) => (
-                    st.bal_put.clone(),
-                    Box::new((
-                        account.clone(),
-                        date_to_cql(*date),
-                        dec(b.total_credits),
-                        dec(b.total_debits),
-                        dec(b.net),
-                        b.entry_count,
-                        timestamp_to_cql(b.last_entry_at),
-                        timestamp_to_cql(b.updated_at),
-                        ts,
-                    )),
-                ),
-                None => (
-                    st.bal_del.clone(),
-                    Box::new((ts, account.clone(), date_to_cql(*date))),
-                ),
-            },
-            Mutation::Decision { id, row } => match row {
-                Some(d) => (
-                    st.dec_put.clone(),
-                    Box::new((
-                        id.clone(),
-                        d.score,
-                        enum_text(&d.decision).map_err(store_err)?,
-                        mapping::reasons_to_cql(&d.reasons),
-                        d.degraded,
-                        timestamp_to_cql(d.event_time),
-                        timestamp_to_cql(d.decided_at),
-                        d.latency_ms,
-                        ts,
-                    )),
-                ),
-                None => (st.dec_del.clone(), Box::new((ts, id.clone()))),
-            },
-            Mutation::PriceAlert {
-                symbol,
-                time,
-                id,
-                row,
-            } => match row {
-                Some(a) => (
-                    st.pa_put.clone(),
-                    Box::new((
-                        symbol.clone(),
-                        timestamp_to_cql(*time),
-                        id.clone(),
-                        enum_text(&a.direction).map_err(store_err)?,
-                        dec(a.from_price),
-                        timestamp_to_cql(a.from_time),
-                        a.from_event_id.clone(),
-                        dec(a.to_price),
-                        a.to_event_id.clone(),
-                        dec(a.change_pct),
-                        dec(a.threshold_pct),
-                        timestamp_to_cql(a.window_start),
-                        timestamp_to_cql(a.window_end),
-                        ts,
-                    )),
-                ),
-                None => (
-                    st.pa_del.clone(),
-                    Box::new((ts, symbol.clone(), timestamp_to_cql(*time), id.clone())),
-                ),
-            },
-            Mutation::BelowAverage {
-                symbol,
-                time,
-                id,
-                row,
-            } => match row {
-                Some(e) => (
-                    st.ba_put.clone(),
-                    Box::new((
-                        symbol.clone(),
-                        timestamp_to_cql(*time),
-                        id.clone(),
-                        enum_text(&e.kind).map_err(store_err)?,
-                        dec(e.price),
-                        dec(e.average),
-                        dec(e.deviation_pct),
-                        e.samples,
-                        enum_text(&e.method).map_err(store_err)?,
-                        e.quote_event_id.clone(),
-                        ts,
-                    )),
-                ),
-                None => (
-                    st.ba_del.clone(),
-                    Box::new((ts, symbol.clone(), timestamp_to_cql(*time), id.clone())),
-                ),
-            },
-            Mutation::Blacklist { document, row } => match row {
-                Some(l) => (
-                    st.bl_put.clone(),
-                    Box::new((
-                        document.clone(),
-                        l.reason.clone(),
-                        l.source.clone(),
-                        timestamp_to_cql(l.since),
-                        ts,
-                    )),
-                ),
-                None => (st.bl_del.clone(), Box::new((ts, document.clone()))),
-            },
-            Mutation::Checkpoint(c) => (
-                st.cp_put.clone(),
-                Box::new((
-                    c.processor.clone(),
-                    c.topic.clone(),
-                    c.partition,
-                    c.next_offset,
-                    ts,
-                )),
-            ),
-        })
+        let (write, values) = bound_values(m, ts)?;
+        Ok((self.st.write(write).clone(), values))
     }
 
     /// Apply the rows of one partition in UNLOGGED single-partition batches.
@@ -1029,6 +986,145 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// The statement and values writing `m` at write timestamp `ts`.
+fn bound_values(m: &Mutation, ts: i64) -> Result<(Write, Values), StoreError> {
+    let dec = decimal_to_cql;
+    Ok(match m {
+        Mutation::Kv {
+            tbl,
+            part,
+            ckey,
+            value,
+        } => match value {
+            Some(v) => (
+                Write::KvPut,
+                Box::new((tbl.clone(), part.clone(), ckey.clone(), v.clone(), ts)),
+            ),
+            None => (
+                Write::KvDel,
+                Box::new((ts, tbl.clone(), part.clone(), ckey.clone())),
+            ),
+        },
+        Mutation::Balance { account, date, row } => match row {
+            Some(b) => (
+                Write::BalPut,
+                Box::new((
+                    account.clone(),
+                    date_to_cql(*date),
+                    dec(b.total_credits),
+                    dec(b.total_debits),
+                    dec(b.net),
+                    b.entry_count,
+                    timestamp_to_cql(b.last_entry_at),
+                    timestamp_to_cql(b.updated_at),
+                    ts,
+                )),
+            ),
+            None => (
+                Write::BalDel,
+                Box::new((ts, account.clone(), date_to_cql(*date))),
+            ),
+        },
+        Mutation::Decision { id, row } => match row {
+            Some(d) => (
+                Write::DecPut,
+                Box::new((
+                    id.clone(),
+                    d.score,
+                    enum_text(&d.decision).map_err(store_err)?,
+                    mapping::reasons_to_cql(&d.reasons),
+                    d.degraded,
+                    timestamp_to_cql(d.event_time),
+                    timestamp_to_cql(d.decided_at),
+                    d.latency_ms,
+                    ts,
+                )),
+            ),
+            None => (Write::DecDel, Box::new((ts, id.clone()))),
+        },
+        Mutation::PriceAlert {
+            symbol,
+            time,
+            id,
+            row,
+        } => match row {
+            Some(a) => (
+                Write::PaPut,
+                Box::new((
+                    symbol.clone(),
+                    timestamp_to_cql(*time),
+                    id.clone(),
+                    enum_text(&a.direction).map_err(store_err)?,
+                    dec(a.from_price),
+                    timestamp_to_cql(a.from_time),
+                    a.from_event_id.clone(),
+                    dec(a.to_price),
+                    a.to_event_id.clone(),
+                    dec(a.change_pct),
+                    dec(a.threshold_pct),
+                    timestamp_to_cql(a.window_start),
+                    timestamp_to_cql(a.window_end),
+                    ts,
+                )),
+            ),
+            None => (
+                Write::PaDel,
+                Box::new((ts, symbol.clone(), timestamp_to_cql(*time), id.clone())),
+            ),
+        },
+        Mutation::BelowAverage {
+            symbol,
+            time,
+            id,
+            row,
+        } => match row {
+            Some(e) => (
+                Write::BaPut,
+                Box::new((
+                    symbol.clone(),
+                    timestamp_to_cql(*time),
+                    id.clone(),
+                    enum_text(&e.kind).map_err(store_err)?,
+                    dec(e.price),
+                    dec(e.average),
+                    dec(e.deviation_pct),
+                    e.samples,
+                    enum_text(&e.method).map_err(store_err)?,
+                    e.quote_event_id.clone(),
+                    ts,
+                )),
+            ),
+            None => (
+                Write::BaDel,
+                Box::new((ts, symbol.clone(), timestamp_to_cql(*time), id.clone())),
+            ),
+        },
+        Mutation::Blacklist { document, row } => match row {
+            Some(l) => (
+                Write::BlPut,
+                Box::new((
+                    document.clone(),
+                    l.reason.clone(),
+                    l.source.clone(),
+                    timestamp_to_cql(l.since),
+                    ts,
+                )),
+            ),
+            None => (Write::BlDel, Box::new((ts, document.clone()))),
+        },
+        Mutation::Checkpoint(c) => (
+            Write::CpPut,
+            Box::new((
+                c.processor.clone(),
+                c.topic.clone(),
+                c.partition,
+                c.next_offset,
+                ts,
+            )),
+        ),
+    })
 }
 
 /// Every write and checkpoint of `batch` as rows, or the first that cannot be mapped.
@@ -1419,5 +1515,316 @@ mod conformance_tests {
             .await
             .unwrap();
         });
+    }
+}
+
+/// The statements' bind values and result rows against the column types of `schema.cql`, with
+/// no server: the driver's own serializers and type checks run on column specs built from the
+/// schema file, as a prepared statement's metadata would give them.
+#[cfg(test)]
+mod cql_type_tests {
+    use super::*;
+    use fluxo_processors::events::{
+        AverageMethod, BelowAverageEvent, CrossingKind, DailyBalance, Decision, Direction,
+        PriceAlert, RiskDecision, RiskReason,
+    };
+    use scylla::deserialize::row::DeserializeRow;
+    use scylla::frame::response::result::{
+        CollectionType, ColumnSpec, ColumnType, NativeType, TableSpec,
+    };
+    use scylla::serialize::row::RowSerializationContext;
+    use scylla::serialize::writers::RowWriter;
+    use std::collections::HashMap;
+    use std::str::FromStr;
+
+    /// A CQL type as written in schema.cql.
+    fn cql_type(t: &str) -> ColumnType<'static> {
+        let t = t.trim();
+        let inner = |prefix: &str| t.strip_prefix(prefix).and_then(|r| r.strip_suffix('>'));
+        if let Some(e) = inner("list<") {
+            return ColumnType::Collection {
+                frozen: false,
+                typ: CollectionType::List(Box::new(cql_type(e))),
+            };
+        }
+        if let Some(e) = inner("frozen<") {
+            return cql_type(e);
+        }
+        if let Some(e) = inner("tuple<") {
+            return ColumnType::Tuple(e.split(',').map(cql_type).collect());
+        }
+        ColumnType::Native(match t {
+            "text" => NativeType::Text,
+            "blob" => NativeType::Blob,
+            "int" => NativeType::Int,
+            "bigint" => NativeType::BigInt,
+            "decimal" => NativeType::Decimal,
+            "date" => NativeType::Date,
+            "timestamp" => NativeType::Timestamp,
+            "boolean" => NativeType::Boolean,
+            other => panic!("type {other} not in this test's parser"),
+        })
+    }
+
+    /// Split at commas outside `<>` and `()`.
+    fn top_level(s: &str) -> Vec<&str> {
+        let (mut depth, mut start, mut out) = (0_i32, 0, Vec::new());
+        for (i, c) in s.char_indices() {
+            match c {
+                '<' | '(' => depth += 1,
+                '>' | ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    out.push(s[start..i].trim());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        out.push(s[start..].trim());
+        out
+    }
+
+    /// table -> column -> type, from schema.cql.
+    fn schema() -> HashMap<String, HashMap<String, ColumnType<'static>>> {
+        let mut tables = HashMap::new();
+        for st in schema_statements() {
+            let rest = st.strip_prefix("CREATE TABLE IF NOT EXISTS ").unwrap();
+            let (name, rest) = rest.split_once(" (").unwrap();
+            let rest = rest.split(" WITH ").next().unwrap();
+            let body = &rest[..rest.rfind(')').unwrap()];
+            let mut cols = HashMap::new();
+            for def in top_level(body) {
+                if def.starts_with("PRIMARY KEY") {
+                    continue;
+                }
+                let def = def.trim_end_matches(" PRIMARY KEY");
+                let (col, typ) = def.split_once(' ').unwrap();
+                cols.insert(col.to_string(), cql_type(typ));
+            }
+            tables.insert(name.to_string(), cols);
+        }
+        tables
+    }
+
+    /// The column type of each bind marker of a write statement, in order.
+    fn marker_types(
+        cql: &str,
+        schema: &HashMap<String, HashMap<String, ColumnType<'static>>>,
+    ) -> Vec<(String, ColumnType<'static>)> {
+        let bigint = ColumnType::Native(NativeType::BigInt);
+        if let Some(rest) = cql.strip_prefix("INSERT INTO ") {
+            let (table, rest) = rest.split_once(" (").unwrap();
+            let cols = rest.split_once(')').unwrap().0;
+            let mut out: Vec<_> = cols
+                .split(", ")
+                .map(|c| (c.to_string(), schema[table][c].clone()))
+                .collect();
+            assert!(cql.ends_with(" USING TIMESTAMP ?"), "{cql}");
+            out.push(("[timestamp]".into(), bigint));
+            return out;
+        }
+        let rest = cql
+            .strip_prefix("DELETE FROM ")
+            .unwrap_or_else(|| panic!("{cql}"));
+        let (table, rest) = rest.split_once(" USING TIMESTAMP ? WHERE ").unwrap();
+        let mut out = vec![("[timestamp]".to_string(), bigint)];
+        for cond in rest.split(" AND ") {
+            let col = cond.strip_suffix(" = ?").unwrap_or_else(|| panic!("{cql}"));
+            out.push((col.to_string(), schema[table][col].clone()));
+        }
+        out
+    }
+
+    fn dec(s: &str) -> rust_decimal::Decimal {
+        rust_decimal::Decimal::from_str(s).unwrap()
+    }
+
+    /// One put and one delete of every kind of row.
+    fn samples() -> Vec<Mutation> {
+        let put = |table: &str, key: &[u8], json: Vec<u8>| {
+            Mutation::from_write(table, key, Some(&json)).unwrap()
+        };
+        let del = |table: &str, key: &[u8]| Mutation::from_write(table, key, None).unwrap();
+        let balance = DailyBalance {
+            account_id: "a".into(),
+            business_date: -1,
+            total_credits: dec("1.00"),
+            total_debits: dec("0.50"),
+            net: dec("0.50"),
+            entry_count: 2,
+            last_entry_at: -5,
+            updated_at: 7,
+        };
+        let alert = PriceAlert {
+            alert_id: "x".into(),
+            symbol: "S".into(),
+            direction: Direction::Rise,
+            from_price: dec("1.00000000"),
+            from_time: 1,
+            from_event_id: "e1".into(),
+            to_price: dec("2.00000000"),
+            to_time: 2,
+            to_event_id: "e2".into(),
+            change_pct: dec("100.0000"),
+            threshold_pct: dec("5.0000"),
+            window_start: 0,
+            window_end: 2,
+        };
+        let below = BelowAverageEvent {
+            event_id: "b".into(),
+            symbol: "S".into(),
+            kind: CrossingKind::Recovered,
+            price: dec("1.00000000"),
+            average: dec("1.10000000"),
+            deviation_pct: dec("-9.0909"),
+            samples: 3,
+            method: AverageMethod::Sma,
+            event_time: 3,
+            quote_event_id: "q".into(),
+        };
+        let decision = RiskDecision {
+            transaction_id: "t".into(),
+            score: 10,
+            decision: Decision::Approve,
+            reasons: vec![RiskReason {
+                rule_id: "r".into(),
+                contribution: 10,
+                text: "x".into(),
+            }],
+            degraded: false,
+            event_time: 1,
+            decided_at: 2,
+            latency_ms: 1,
+        };
+        let json = |v: &dyn erased_serde_json::ToJson| v.to_json();
+        let bkey = views::daily_balance_key("a", -1);
+        let akey = views::alert_key("S", 2, "x");
+        let ekey = views::alert_key("S", 3, "b");
+        let listing = Listing {
+            reason: "r".into(),
+            source: "s".into(),
+            since: 1,
+        };
+        vec![
+            put("p/t", b"k\0c", b"v".to_vec()),
+            del("p/t", b"k\0c"),
+            put(views::DAILY_BALANCES, &bkey, json(&balance)),
+            del(views::DAILY_BALANCES, &bkey),
+            put(views::PRICE_ALERTS, &akey, json(&alert)),
+            del(views::PRICE_ALERTS, &akey),
+            put(views::BELOW_AVERAGE_EVENTS, &ekey, json(&below)),
+            del(views::BELOW_AVERAGE_EVENTS, &ekey),
+            put(views::RISK_DECISIONS, b"t", json(&decision)),
+            del(views::RISK_DECISIONS, b"t"),
+            put(
+                fluxo_processors::risk::store::BLACKLIST_TABLE,
+                b"123",
+                mapping::listing_bytes(&listing),
+            ),
+            del(fluxo_processors::risk::store::BLACKLIST_TABLE, b"123"),
+            Mutation::Checkpoint(Checkpoint {
+                processor: "p".into(),
+                topic: "t".into(),
+                partition: 0,
+                next_offset: 1,
+            }),
+        ]
+    }
+
+    /// JSON of any view struct, behind one object-safe call.
+    mod erased_serde_json {
+        pub trait ToJson {
+            fn to_json(&self) -> Vec<u8>;
+        }
+        impl<T: serde::Serialize> ToJson for T {
+            fn to_json(&self) -> Vec<u8> {
+                serde_json::to_vec(self).unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn every_write_binds_the_schema_types() {
+        let schema = schema();
+        let table = TableSpec::borrowed("fluxo", "t");
+        let mut used = Vec::new();
+        for m in samples() {
+            let (write, values) = bound_values(&m, 42).unwrap();
+            used.push(write);
+            let markers = marker_types(write.cql(), &schema);
+            let specs: Vec<ColumnSpec> = markers
+                .iter()
+                .map(|(name, typ)| ColumnSpec::borrowed(name, typ.clone(), table.clone()))
+                .collect();
+            let ctx = RowSerializationContext::from_specs(&specs);
+            let mut buf = Vec::new();
+            let mut writer = RowWriter::new(&mut buf);
+            values
+                .serialize(&ctx, &mut writer)
+                .unwrap_or_else(|e| panic!("{write:?} ({}): {e}", write.cql()));
+            assert_eq!(writer.value_count(), markers.len(), "{write:?}");
+        }
+        for w in Write::ALL {
+            assert!(used.contains(&w), "{w:?} has no sample");
+        }
+    }
+
+    /// `DeserializeRow::type_check` of `R` against `table`'s `columns` (WRITETIME(..) is bigint).
+    fn check<R: for<'f, 'm> DeserializeRow<'f, 'm>>(table: &str, columns: &str) {
+        let schema = schema();
+        let spec_table = TableSpec::borrowed("fluxo", "t");
+        let names: Vec<&str> = columns.split(',').map(str::trim).collect();
+        let specs: Vec<ColumnSpec> = names
+            .iter()
+            .map(|c| {
+                let typ = if c.starts_with("WRITETIME(") {
+                    ColumnType::Native(NativeType::BigInt)
+                } else {
+                    schema[table][*c].clone()
+                };
+                ColumnSpec::borrowed(c, typ, spec_table.clone())
+            })
+            .collect();
+        R::type_check(&specs).unwrap_or_else(|e| panic!("{table} ({columns}): {e}"));
+    }
+
+    #[test]
+    fn every_read_row_type_checks_against_the_schema() {
+        check::<(Vec<u8>,)>("kv", "payload");
+        check::<(Vec<u8>, Vec<u8>)>("kv", "ckey, payload");
+        check::<(String, Vec<u8>)>("kv", "tbl, part");
+        check::<(String, i32, i64, i64)>(
+            "checkpoints",
+            "topic, topic_partition, next_offset, WRITETIME(next_offset)",
+        );
+        check::<(String,)>("checkpoints", "processor");
+        check::<(i64, i32)>("pending_commits", "commit_ts, chunks");
+        check::<(String,)>("pending_commits", "owner");
+        check::<(i32, Vec<u8>)>("commit_log", "chunk, payload");
+        check::<BalRow>("daily_balances", BAL_COLS);
+        check::<PaRow>("price_alerts", PA_COLS);
+        check::<BaRow>("below_average_events", BA_COLS);
+        check::<DecRow>("risk_decisions", DEC_COLS);
+        check::<(String, String, CqlTimestamp)>("blacklist", "reason, source, listed_since");
+    }
+
+    #[test]
+    fn a_wrong_type_is_caught_by_these_checks() {
+        let schema = schema();
+        let specs = [ColumnSpec::borrowed(
+            "entry_count",
+            schema["daily_balances"]["entry_count"].clone(),
+            TableSpec::borrowed("fluxo", "t"),
+        )];
+        // entry_count is bigint: an i32 must not pass.
+        assert!(<(i32,)>::type_check(&specs).is_err());
+        let ctx = RowSerializationContext::from_specs(&specs);
+        let mut buf = Vec::new();
+        assert!((1_i32,)
+            .serialize(&ctx, &mut RowWriter::new(&mut buf))
+            .is_err());
+        assert!((1_i64,)
+            .serialize(&ctx, &mut RowWriter::new(&mut buf))
+            .is_ok());
     }
 }
