@@ -142,7 +142,8 @@ pub struct StateConfig {
     /// NetworkTopologyStrategy with replication factor 3.
     #[serde(default)]
     pub replication: Option<toml::Table>,
-    /// Consistency of every read and write (default `LOCAL_QUORUM`).
+    /// Consistency of every read and write (default `LOCAL_QUORUM`). Effectively-once needs
+    /// reads that see every acknowledged write: `LOCAL_QUORUM`, `QUORUM`, `EACH_QUORUM` or `ALL`.
     #[serde(default)]
     pub consistency: Option<String>,
     /// The datacenter this instance runs in: requests go to its nodes first (token-aware).

@@ -58,7 +58,9 @@
 //!    before it resumes a partition, i.e. before it reads any state — every pending commit of
 //!    that processor is rolled forward: its log is read and all its rows are applied again with
 //!    the same timestamp `ts`. (Pending commits of batches without checkpoints are rolled
-//!    forward at open.)
+//!    forward at open.) A pending row whose log is gone is a finished commit brought back by a
+//!    replica that missed its delete (logs are deleted only after their pending row), and is
+//!    dropped. This reasoning needs reads that see acknowledged writes: QUORUM levels.
 //!
 //! Why a crash between writes cannot double count or lose anything: a commit is either before
 //! its commit point (nothing of it is ever visible to the processor, which resumes from the old
@@ -890,6 +892,15 @@ impl Inner {
             let parts: Vec<(i32, Vec<u8>)> = self
                 .rows("commit log", &self.st.log_get, &(owner, *ts), usize::MAX)
                 .await?;
+            if parts.is_empty() {
+                // The log is written whole before the commit point and deleted only after the
+                // commit was applied and its pending row deleted; with reads that see every
+                // acknowledged write (QUORUM levels), an empty log means a finished commit
+                // whose pending row came back (a replica that missed the delete).
+                tracing::warn!(%owner, commit = ts, "scylla: pending commit already applied");
+                self.forget(owner, *ts).await?;
+                continue;
+            }
             if parts.len() != usize::try_from(*chunks).unwrap_or(0)
                 || parts.iter().enumerate().any(|(i, (c, _))| *c as usize != i)
             {
@@ -1363,6 +1374,10 @@ mod tests {
         assert!(balances.contains("last_entry_at timestamp"));
         assert!(balances.contains("PRIMARY KEY (account_id, business_date)"));
         assert!(balances.contains("CLUSTERING ORDER BY (business_date ASC)"));
+        for log in [" pending_commits ", " commit_log "] {
+            let s = statements.iter().find(|s| s.contains(log)).unwrap();
+            assert!(s.ends_with("AND gc_grace_seconds = 3600"), "{s}");
+        }
     }
 
     #[test]
