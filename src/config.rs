@@ -168,12 +168,224 @@ pub struct StateConfig {
     /// served from the OS page cache.
     #[serde(default)]
     pub cache_mb: Option<usize>,
-    /// ScyllaDB contact points (`FLUXO_SCYLLA_NODES` overrides).
+    /// ScyllaDB contact points, `host:port` or `host` (port 9042); `FLUXO_SCYLLA_NODES`
+    /// (comma-separated) overrides.
     #[serde(default)]
     pub nodes: Vec<String>,
-    /// ScyllaDB keyspace.
+    /// ScyllaDB keyspace (default `fluxo`), created at start if missing.
     #[serde(default)]
     pub keyspace: Option<String>,
+    /// Replication of the keyspace when fluxo creates it: `{ class = "NetworkTopologyStrategy",
+    /// dc1 = 3 }`, `{ class = "SimpleStrategy", replication_factor = 1 }` or
+    /// `{ replication_factor = 3 }` (NetworkTopologyStrategy in every DC). Default
+    /// NetworkTopologyStrategy with replication factor 3.
+    #[serde(default)]
+    pub replication: Option<toml::Table>,
+    /// Consistency of every read and write (default `LOCAL_QUORUM`). Effectively-once needs
+    /// reads that see every acknowledged write: `LOCAL_QUORUM`, `QUORUM`, `EACH_QUORUM` or `ALL`.
+    #[serde(default)]
+    pub consistency: Option<String>,
+    /// The datacenter this instance runs in: requests go to its nodes first (token-aware).
+    #[serde(default)]
+    pub local_dc: Option<String>,
+    /// Most CQL requests in flight per store (default 64).
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+}
+
+/// The CQL consistency levels `state.consistency` accepts.
+pub const CONSISTENCY_LEVELS: [&str; 8] = [
+    "ONE",
+    "TWO",
+    "THREE",
+    "QUORUM",
+    "ALL",
+    "LOCAL_QUORUM",
+    "EACH_QUORUM",
+    "LOCAL_ONE",
+];
+
+/// Replication of the ScyllaDB keyspace, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replication {
+    /// `SimpleStrategy` with a replication factor (single-DC, development).
+    Simple(u32),
+    /// `NetworkTopologyStrategy` with one replication factor for every DC.
+    EveryDc(u32),
+    /// `NetworkTopologyStrategy` with a replication factor per named DC.
+    PerDc(BTreeMap<String, u32>),
+}
+
+impl Replication {
+    /// The CQL replication map, e.g. `{'class': 'NetworkTopologyStrategy', 'dc1': 3}`.
+    pub fn to_cql(&self) -> String {
+        match self {
+            Self::Simple(rf) => {
+                format!("{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
+            }
+            Self::EveryDc(rf) => {
+                format!("{{'class': 'NetworkTopologyStrategy', 'replication_factor': {rf}}}")
+            }
+            Self::PerDc(dcs) => {
+                let mut s = String::from("{'class': 'NetworkTopologyStrategy'");
+                for (dc, rf) in dcs {
+                    s.push_str(&format!(", '{dc}': {rf}"));
+                }
+                s.push('}');
+                s
+            }
+        }
+    }
+}
+
+/// `[state]` settings of the ScyllaDB backend, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScyllaSettings {
+    /// Contact points, `host:port`.
+    pub nodes: Vec<String>,
+    /// Keyspace name (a CQL identifier).
+    pub keyspace: String,
+    /// Replication used when creating the keyspace.
+    pub replication: Replication,
+    /// One of [`CONSISTENCY_LEVELS`].
+    pub consistency: String,
+    /// Preferred datacenter.
+    pub local_dc: Option<String>,
+    /// Most requests in flight.
+    pub max_concurrency: usize,
+}
+
+/// A CQL identifier fluxo accepts unquoted: a letter, then letters, digits or `_` (48 at most).
+fn is_cql_identifier(s: &str) -> bool {
+    s.len() <= 48
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A datacenter name: letters, digits, `_`, `-` and `.` (it is quoted inside CQL).
+fn is_dc_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+impl StateConfig {
+    /// The ScyllaDB settings, validated; `Err((key, message))` names the offending key.
+    ///
+    /// # Errors
+    /// When a node, the keyspace, the replication, the consistency or `local_dc` is invalid.
+    pub fn scylla(&self) -> Result<ScyllaSettings, (String, String)> {
+        let bad = |key: &str, message: String| Err((format!("state.{key}"), message));
+        if self.nodes.is_empty() {
+            return bad(
+                "nodes",
+                "the scylla backend needs at least one node (or FLUXO_SCYLLA_NODES)".into(),
+            );
+        }
+        let mut nodes = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let (host, port) = match node.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(':') => (h, Some(p)),
+                _ => (node.as_str(), None),
+            };
+            if host.trim().is_empty() || host.contains(char::is_whitespace) {
+                return bad("nodes", format!("`{node}` is not a host or host:port"));
+            }
+            match port {
+                Some(p) if p.parse::<u16>().map_or(true, |p| p == 0) => {
+                    return bad("nodes", format!("`{node}`: `{p}` is not a port"));
+                }
+                Some(_) => nodes.push(node.clone()),
+                None => nodes.push(format!("{host}:9042")),
+            }
+        }
+        let keyspace = self.keyspace.clone().unwrap_or_else(|| "fluxo".into());
+        if !is_cql_identifier(&keyspace) {
+            return bad(
+                "keyspace",
+                format!("`{keyspace}` is not a keyspace name (a letter, then letters, digits or _; 48 at most)"),
+            );
+        }
+        let replication = match &self.replication {
+            None => Replication::EveryDc(3),
+            Some(table) => parse_replication(table).map_err(|m| ("state.replication".into(), m))?,
+        };
+        let consistency = self
+            .consistency
+            .as_deref()
+            .unwrap_or("LOCAL_QUORUM")
+            .to_ascii_uppercase();
+        if !CONSISTENCY_LEVELS.contains(&consistency.as_str()) {
+            return bad(
+                "consistency",
+                format!(
+                    "`{consistency}` is not a consistency level; known: {}",
+                    CONSISTENCY_LEVELS.join(", ")
+                ),
+            );
+        }
+        if let Some(dc) = &self.local_dc {
+            if !is_dc_name(dc) {
+                return bad("local_dc", format!("`{dc}` is not a datacenter name"));
+            }
+        }
+        let max_concurrency = self.max_concurrency.unwrap_or(64);
+        if max_concurrency == 0 {
+            return bad("max_concurrency", "must be at least 1".into());
+        }
+        Ok(ScyllaSettings {
+            nodes,
+            keyspace,
+            replication,
+            consistency,
+            local_dc: self.local_dc.clone(),
+            max_concurrency,
+        })
+    }
+}
+
+/// `state.replication` as written -> [`Replication`].
+fn parse_replication(table: &toml::Table) -> Result<Replication, String> {
+    let factor = |key: &str, v: &toml::Value| match v.as_integer() {
+        Some(n) if (1..=100).contains(&n) => Ok(n as u32),
+        _ => Err(format!(
+            "`{key}` must be a replication factor from 1 to 100, got {v}"
+        )),
+    };
+    let class = match table.get("class") {
+        None => None,
+        Some(toml::Value::String(c)) => Some(c.as_str()),
+        Some(v) => return Err(format!("`class` must be a string, got {v}")),
+    };
+    let rf = table
+        .get("replication_factor")
+        .map(|v| factor("replication_factor", v))
+        .transpose()?;
+    let dcs = table
+        .iter()
+        .filter(|(k, _)| *k != "class" && *k != "replication_factor")
+        .map(|(k, v)| {
+            if !is_dc_name(k) {
+                return Err(format!("`{k}` is not a datacenter name"));
+            }
+            Ok((k.clone(), factor(k, v)?))
+        })
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    match (class.unwrap_or("NetworkTopologyStrategy"), rf, dcs.is_empty()) {
+        ("SimpleStrategy", Some(rf), true) => Ok(Replication::Simple(rf)),
+        ("SimpleStrategy", _, _) => {
+            Err("SimpleStrategy takes `replication_factor` and nothing else".into())
+        }
+        ("NetworkTopologyStrategy", Some(rf), true) => Ok(Replication::EveryDc(rf)),
+        ("NetworkTopologyStrategy", None, false) => Ok(Replication::PerDc(dcs)),
+        ("NetworkTopologyStrategy", _, _) => Err(
+            "NetworkTopologyStrategy takes either `replication_factor` or one factor per datacenter (dc1 = 3)"
+                .into(),
+        ),
+        (other, _, _) => Err(format!(
+            "unknown class `{other}`; use NetworkTopologyStrategy or SimpleStrategy"
+        )),
+    }
 }
 
 /// `[http]`.
@@ -581,7 +793,16 @@ impl Topology {
             http.addr = v.clone();
         }
         if let Some(v) = &overrides.scylla_nodes {
-            state.nodes = v.split(',').map(|s| s.trim().to_string()).collect();
+            state.nodes = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if state.backend == Backend::Scylla {
+            if let Err((key, message)) = state.scylla() {
+                return Err(err(key, None, message));
+            }
         }
         if http.addr.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(
@@ -755,6 +976,98 @@ outputs = ["price-alerts"]
         assert!(e.key.starts_with("processors.price-change.params"), "{e}");
         assert!(e.to_string().contains("threshold_pctt"), "{e}");
         assert_eq!(e.line, Some(11));
+    }
+
+    fn scylla(state: &str, nodes: Option<&str>) -> Result<Topology, ConfigError> {
+        let text = format!("{MINIMAL}\n[state]\nbackend = \"scylla\"\n{state}\n");
+        let o = Overrides {
+            scylla_nodes: nodes.map(str::to_string),
+            ..Default::default()
+        };
+        Topology::parse(&text, "t.toml", &o)
+    }
+
+    #[test]
+    fn scylla_settings_have_production_defaults_and_env_nodes() {
+        let t = scylla("", Some("10.0.0.1, 10.0.0.2:19042,")).unwrap();
+        let s = t.state.scylla().unwrap();
+        assert_eq!(s.nodes, vec!["10.0.0.1:9042", "10.0.0.2:19042"]);
+        assert_eq!(s.keyspace, "fluxo");
+        assert_eq!(s.consistency, "LOCAL_QUORUM");
+        assert_eq!(s.max_concurrency, 64);
+        assert_eq!(s.replication, Replication::EveryDc(3));
+        assert_eq!(
+            s.replication.to_cql(),
+            "{'class': 'NetworkTopologyStrategy', 'replication_factor': 3}"
+        );
+    }
+
+    #[test]
+    fn scylla_replication_per_dc_and_simple() {
+        let t = scylla(
+            "nodes = [\"a:9042\"]\nlocal_dc = \"dc1\"\nconsistency = \"local_one\"\nreplication = { class = \"NetworkTopologyStrategy\", dc1 = 3, dc2 = 2 }",
+            None,
+        )
+        .unwrap();
+        let s = t.state.scylla().unwrap();
+        assert_eq!(s.consistency, "LOCAL_ONE");
+        assert_eq!(s.local_dc.as_deref(), Some("dc1"));
+        assert_eq!(
+            s.replication.to_cql(),
+            "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
+        );
+        let t = scylla(
+            "nodes = [\"a\"]\nreplication = { class = \"SimpleStrategy\", replication_factor = 1 }",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.state.scylla().unwrap().replication,
+            Replication::Simple(1)
+        );
+    }
+
+    #[test]
+    fn bad_scylla_settings_name_the_key() {
+        let cases = [
+            ("", "state.nodes"),
+            ("nodes = [\"a:notaport\"]", "state.nodes"),
+            (
+                "nodes = [\"a\"]\nkeyspace = \"fluxo; DROP\"",
+                "state.keyspace",
+            ),
+            (
+                "nodes = [\"a\"]\nconsistency = \"MOST\"",
+                "state.consistency",
+            ),
+            ("nodes = [\"a\"]\nlocal_dc = \"dc'1\"", "state.local_dc"),
+            (
+                "nodes = [\"a\"]\nmax_concurrency = 0",
+                "state.max_concurrency",
+            ),
+            (
+                "nodes = [\"a\"]\nreplication = { class = \"Foo\", replication_factor = 1 }",
+                "state.replication",
+            ),
+            (
+                "nodes = [\"a\"]\nreplication = { replication_factor = 0 }",
+                "state.replication",
+            ),
+            (
+                "nodes = [\"a\"]\nreplication = { replication_factor = 3, dc1 = 3 }",
+                "state.replication",
+            ),
+            (
+                "nodes = [\"a\"]\nreplication = { class = \"SimpleStrategy\" }",
+                "state.replication",
+            ),
+        ];
+        for (state, key) in cases {
+            let e = scylla(state, None).unwrap_err();
+            assert_eq!(e.key, key, "{state}: {e}");
+        }
+        // The embedded default never looks at the Scylla keys.
+        assert!(Topology::parse(MINIMAL, "t.toml", &Overrides::default()).is_ok());
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! End-to-end tests of the query API: a real server on 127.0.0.1:0 over an embedded store,
-//! called with reqwest.
+//! End-to-end tests of the query API: a real server on 127.0.0.1:0 over an embedded store (and
+//! over ScyllaDB when `FLUXO_TEST_SCYLLA` names a node), called with reqwest.
 
 use super::*;
 use crate::state::embedded::EmbeddedStore;
@@ -99,7 +99,7 @@ fn put_json<T: serde::Serialize>(b: &mut WriteBatch, table: &str, key: &[u8], va
 }
 
 /// The fixture views.
-fn fixture(store: &EmbeddedStore) {
+fn fixture(store: &dyn crate::state::StateStore) {
     let mut b = WriteBatch::new();
     for row in [
         balance("ACC-1", "2024-01-01", "100.00", "30.50", 3),
@@ -140,9 +140,18 @@ async fn start_with(auth: Auth, fill: impl FnOnce(&EmbeddedStore)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("views.redb")).unwrap();
     fill(&store);
+    start_on(auth, Arc::new(store), dir).await
+}
+
+/// A server over `store` (any backend).
+async fn start_on(
+    auth: Auth,
+    store: Arc<dyn crate::state::StateStore>,
+    dir: tempfile::TempDir,
+) -> Server {
     let freshness = Arc::new(Freshness::new(AS_OF));
     let app = router(ApiState {
-        store: Arc::new(store),
+        store,
         auth: Arc::new(auth),
         freshness: freshness.clone(),
     });
@@ -158,7 +167,11 @@ async fn start_with(auth: Auth, fill: impl FnOnce(&EmbeddedStore)) -> Server {
 }
 
 async fn start() -> Server {
-    start_with(Auth::hs256(SECRET.as_bytes()).unwrap(), fixture).await
+    start_with(
+        Auth::hs256(SECRET.as_bytes()).unwrap(),
+        |s: &EmbeddedStore| fixture(s),
+    )
+    .await
 }
 
 fn now_secs() -> i64 {
@@ -310,7 +323,7 @@ async fn rs256_and_es256_public_keys() {
     let rs_auth =
         Auth::from_public_key_file(&std::path::Path::new(TESTDATA).join("rs256-public.pem"))
             .unwrap();
-    let rs = start_with(rs_auth, fixture).await;
+    let rs = start_with(rs_auth, |s: &EmbeddedStore| fixture(s)).await;
     let rs_key = EncodingKey::from_rsa_pem(&read("rs256-private.pem")).unwrap();
     let es_key = EncodingKey::from_ec_pem(&read("es256-private.pem")).unwrap();
     let claims = json!({"sub": "reader", "exp": now_secs() + 600});
@@ -344,7 +357,7 @@ async fn rs256_and_es256_public_keys() {
         .await;
 
     let es_auth = Auth::from_public_key_pem(&read("es256-public.pem")).unwrap();
-    let es = start_with(es_auth, fixture).await;
+    let es = start_with(es_auth, |s: &EmbeddedStore| fixture(s)).await;
     assert_eq!(
         es.get_with(DAY_PATH, Some(&es_token)).await.0,
         StatusCode::OK
@@ -801,4 +814,59 @@ async fn seeded_store_serves_the_seeded_rows() {
         .get("/v1/accounts/ACC-000003/daily-balances/2024-01-01")
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The API answers the same from ScyllaDB as from the embedded engine: every route of the
+/// fixture, compared body for body. Needs a node (`FLUXO_TEST_SCYLLA=host:9042`); without one
+/// it says it was skipped and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_backend_gives_the_same_answers() {
+    let Some(node) = std::env::var("FLUXO_TEST_SCYLLA")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        // Straight to stderr: libtest's capture would hide a println! of a passing test.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"skipped: FLUXO_TEST_SCYLLA not set\n",
+        );
+        return;
+    };
+    let settings = crate::config::ScyllaSettings {
+        nodes: node.split(',').map(|s| s.trim().to_string()).collect(),
+        keyspace: "fluxo_api_conformance".into(),
+        replication: crate::config::Replication::Simple(1),
+        consistency: "LOCAL_QUORUM".into(),
+        local_dc: None,
+        max_concurrency: 16,
+    };
+    let scylla = tokio::task::block_in_place(|| {
+        let store = crate::state::scylla::ScyllaStore::connect(&settings).unwrap();
+        fixture(&store);
+        store
+    });
+    let auth = || Auth::hs256(SECRET.as_bytes()).unwrap();
+    let embedded = start().await;
+    let shared = start_on(auth(), Arc::new(scylla), tempfile::tempdir().unwrap()).await;
+    let t = good();
+    for path in [
+        "/v1/accounts/ACC-1/daily-balances/2024-01-01",
+        "/v1/accounts/ACC-1/daily-balances/2024-01-02",
+        "/v1/accounts/NOPE/daily-balances/2024-01-02",
+        "/v1/accounts/ACC-1/daily-balances?from=2023-12-30&to=2024-01-05",
+        "/v1/accounts/ACC-2/daily-balances?from=2023-12-31&to=2023-12-31",
+        "/v1/risk-decisions/tx-1",
+        "/v1/risk-decisions/tx-404",
+        "/v1/assets/PETR4/alerts",
+        "/v1/assets/PETR4/alerts?limit=2",
+        "/v1/assets/PETR4/alerts?since=2024-05-01T12:00:01Z&limit=1",
+        "/v1/assets/PETR/alerts",
+        "/v1/assets/PETR4/below-average-events",
+        "/v1/assets/VALE3/below-average-events",
+        "/v1/assets/NONE/alerts",
+    ] {
+        let want = embedded.get_with(path, Some(&t)).await;
+        let got = shared.get_with(path, Some(&t)).await;
+        assert_eq!(got, want, "{path}");
+    }
 }

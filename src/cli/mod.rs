@@ -39,7 +39,8 @@ pub enum Command {
     Up(up::UpArgs),
     /// Run the processors only, against the brokers, registry and state the topology names.
     Run(up::RunArgs),
-    /// Serve the query API on its own, from a replica of the views fed by the output topics.
+    /// Serve the query API on its own: from a replica of the views fed by the output topics, or
+    /// from ScyllaDB when that is the state backend.
     Serve(serve::ServeArgs),
     /// Manage topics.
     Topics {

@@ -5,11 +5,11 @@
 //! processing store, and it keeps answering from the replica while Kafka is down. With a shared
 //! backend (ScyllaDB) it reads the views where the processors write them.
 
-use super::up::{api_auth, termination};
+use super::up::{api_auth, open_scylla, termination};
 use super::{load_topology, Failure};
 use crate::api::{self, ApiState, Freshness};
 use crate::codec::{registry_settings, Codec};
-use crate::config::{Backend, ProcessorConfig};
+use crate::config::{Backend, ProcessorConfig, Topology};
 use crate::engine::{self, Clock, EngineSpec};
 use crate::http::{self, AppState};
 use crate::jobs::views::{ViewKind, ViewsJob};
@@ -32,11 +32,8 @@ pub struct ServeArgs {
 /// `fluxo serve`.
 pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure> {
     let topology = load_topology(topology_path, args.data_dir)?;
-    if topology.state.backend != Backend::Embedded {
-        return Err(Failure::Usage(
-            "fluxo serve reads ScyllaDB views once that backend is built; use the embedded backend"
-                .into(),
-        ));
+    if topology.state.backend == Backend::Scylla {
+        return serve_shared(&topology).await;
     }
     let path = topology.data_dir.join("views.redb");
     let store: Arc<dyn StateStore> = Arc::new(
@@ -111,4 +108,61 @@ pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure>
         Ok(r) => r.map_err(Failure::Runtime),
         Err(_) => Err(Failure::Runtime(anyhow::anyhow!("the replica panicked"))),
     }
+}
+
+/// `fluxo serve` on a shared backend (ScyllaDB): the API reads the views where the processors
+/// write them; no replica. `as_of` is the oldest of the enabled processors' latest checkpoint
+/// commits (polled every second), a conservative bound: it lags while the processors are idle.
+async fn serve_shared(topology: &Topology) -> Result<(), Failure> {
+    // Connecting blocks; the store's bridge moves this worker's tasks aside meanwhile.
+    let store = open_scylla(topology)?;
+    let freshness = Arc::new(Freshness::new(0));
+    let ready = Arc::new(AtomicBool::new(false));
+    let router = http::ops_router(AppState {
+        ready: ready.clone(),
+    })
+    .merge(api::router(ApiState {
+        store: store.clone(),
+        auth: Arc::new(api_auth()?),
+        freshness: freshness.clone(),
+    }));
+    let listener = tokio::net::TcpListener::bind(&topology.http.addr)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", topology.http.addr))?;
+    let (stop_http, mut http_stopped) = tokio::sync::watch::channel(false);
+    let http = tokio::spawn(http::serve(listener, router, async move {
+        let _ = http_stopped.wait_for(|s| *s).await;
+    }));
+    let processors: Vec<String> = topology
+        .processors
+        .values()
+        .filter(|p| p.enabled)
+        .map(|p| p.name.clone())
+        .collect();
+    let poll_store = store.clone();
+    let poll_freshness = freshness.clone();
+    let poller = tokio::spawn(async move {
+        loop {
+            let (s, names) = (poll_store.clone(), processors.clone());
+            let as_of = tokio::task::spawn_blocking(move || s.views_as_of(&names)).await;
+            match as_of {
+                Ok(Ok(Some(t))) => poll_freshness.set(t),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the views' freshness"),
+                Err(e) => tracing::warn!(error = %e, "freshness poll failed"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+    println!("http        http://{}", topology.http.addr);
+    println!("views       scylla (shared with the processors)");
+    println!("ready");
+    ready.store(true, Ordering::SeqCst);
+    termination().await;
+    eprintln!("fluxo: stopping");
+    ready.store(false, Ordering::SeqCst);
+    poller.abort();
+    let _ = stop_http.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), http).await;
+    Ok(())
 }

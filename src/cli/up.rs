@@ -7,6 +7,7 @@ use crate::config::{Backend, Topology};
 use crate::http::{self, AppState};
 use crate::pipeline::Pipeline;
 use crate::state::embedded::EmbeddedStore;
+use crate::state::scylla::ScyllaStore;
 use crate::state::StateStore;
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
@@ -91,10 +92,25 @@ pub(super) fn open_store(topology: &Topology) -> Result<Arc<dyn StateStore>, Fai
                     .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
             Ok(Arc::new(store))
         }
-        Backend::Scylla => Err(Failure::Usage(
-            "state.backend = \"scylla\" is not available in this build yet".into(),
-        )),
+        Backend::Scylla => Ok(open_scylla(topology)?),
     }
+}
+
+/// Connect to the ScyllaDB cluster of `[state]` (creating keyspace and tables if missing).
+pub(super) fn open_scylla(topology: &Topology) -> Result<Arc<ScyllaStore>, Failure> {
+    let settings = topology
+        .state
+        .scylla()
+        .map_err(|(key, message)| Failure::Usage(format!("`{key}`: {message}")))?;
+    let store =
+        ScyllaStore::connect(&settings).map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+    println!(
+        "state       scylla {} keyspace {} ({})",
+        settings.nodes.join(","),
+        settings.keyspace,
+        settings.consistency
+    );
+    Ok(Arc::new(store))
 }
 
 /// The processors, HTTP server and store shared by `up` and `run`.

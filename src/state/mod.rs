@@ -1,7 +1,8 @@
 //! The state store: processor state, input checkpoints and materialized views.
 //!
 //! One interface, [`StateStore`], with the embedded engine ([`embedded::EmbeddedStore`], redb) as
-//! the default. It is shaped for a wide-column backend too: tables of ordered byte keys where a
+//! the default and a ScyllaDB backend ([`scylla::ScyllaStore`]); both pass the same conformance
+//! suite (`conformance::run_all`, in tests). It is shaped for a wide-column backend too: tables of ordered byte keys where a
 //! prefix is the partition key and the rest the clustering key, idempotent upserts, and one
 //! [`WriteBatch`] that carries state changes together with the input offsets they reflect.
 //!
@@ -10,7 +11,10 @@
 //! in one atomic [`StateStore::commit`]. After a crash the runtime resumes every partition from
 //! the offset stored with the state, so no input is applied twice and none is skipped.
 
+#[cfg(test)]
+pub mod conformance;
 pub mod embedded;
+pub mod scylla;
 
 use fluxo_processors::{StateReader, StateWriter};
 use std::collections::BTreeMap;
@@ -78,6 +82,11 @@ pub trait StateStore: Send + Sync {
 
     /// Up to `limit` entries of `table` with `start <= key < end` (`end = None`: to the end of the
     /// keys starting with `prefix`), in key order, all sharing `prefix`.
+    ///
+    /// `prefix` names one partition: it contains the partition separator
+    /// ([`fluxo_processors::views::SEP`]), as [`fluxo_processors::views::partition_prefix`]
+    /// builds it, so a wide-column backend answers from one partition. (The embedded engine
+    /// accepts any prefix; the ScyllaDB backend refuses one without the separator.)
     ///
     /// # Errors
     /// A [`StoreError`] when the backend cannot be read.
