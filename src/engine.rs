@@ -57,6 +57,9 @@ pub const DLQ_PARTITION: &str = "fluxo-dlq-source-partition";
 /// Source offset of a dead letter.
 pub const DLQ_OFFSET: &str = "fluxo-dlq-source-offset";
 
+/// How long checkpoints may stay unreadable before the process stops (see `stored_offsets`).
+pub const CHECKPOINT_READ_PATIENCE: Duration = Duration::from_secs(120);
+
 /// Counts failed deliveries so a checkpoint can refuse to commit past them.
 pub struct DeliveryContext {
     processor: String,
@@ -254,15 +257,31 @@ impl Task {
     }
 
     /// The stored next offset of every partition of this processor.
+    ///
+    /// A failed read is retried with backoff, never taken as "no checkpoints" (that would
+    /// re-read the partitions from the beginning and count their records twice). When the store
+    /// stays unreadable for [`CHECKPOINT_READ_PATIENCE`] the process exits (fail-stop): every
+    /// store commit is atomic, so a restart resumes from a consistent checkpoint.
     fn stored_offsets(&self) -> BTreeMap<(String, i32), i64> {
-        match self.store.checkpoints(&self.name) {
-            Ok(cps) => cps
-                .into_iter()
-                .map(|c| ((c.topic, c.partition), c.next_offset))
-                .collect(),
-            Err(e) => {
-                tracing::error!(processor = %self.name, error = %e, "cannot read checkpoints");
-                BTreeMap::new()
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.store.checkpoints(&self.name) {
+                Ok(cps) => {
+                    return cps
+                        .into_iter()
+                        .map(|c| ((c.topic, c.partition), c.next_offset))
+                        .collect()
+                }
+                Err(e) if started.elapsed() < CHECKPOINT_READ_PATIENCE => {
+                    tracing::error!(processor = %self.name, error = %e, retry_in = ?pause, "cannot read checkpoints; retrying");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(processor = %self.name, error = %e, "cannot read checkpoints; stopping the process so that it restarts from a consistent checkpoint");
+                    std::process::exit(1);
+                }
             }
         }
     }
