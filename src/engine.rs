@@ -231,6 +231,8 @@ impl Task {
     /// dependency down); nothing of it was produced.
     fn handle(&mut self, rec: &RawRecord<'_>, processing_time: i64) -> Result<(), String> {
         let started = Instant::now();
+        // Traced records: the `process` span is current (log lines carry its ids) until return.
+        let _process = rec.trace.as_ref().map(|t| t.enter());
         metrics::RECORDS_IN
             .with_label_values(&[&self.name, rec.topic])
             .inc();
@@ -263,7 +265,8 @@ impl Task {
                 return Err(why);
             }
         }
-        for out in &outputs {
+        for out in outputs.iter_mut() {
+            let _publish = rec.trace.as_ref().and_then(|t| t.publish(out));
             self.produce(out);
             if out.dead_letter.is_none() {
                 metrics::RECORDS_OUT
@@ -470,6 +473,7 @@ fn raw<'a>(m: &'a BorrowedMessage<'a>) -> RawRecord<'a> {
                 .filter_map(|h| h.value.map(|v| (h.key, v)))
                 .collect()
         }),
+        trace: None,
     }
 }
 
@@ -680,11 +684,12 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             batch.clear();
         }
         if !batch.is_empty() {
-            let records: Vec<RawRecord<'_>> = batch
+            let mut records: Vec<RawRecord<'_>> = batch
                 .iter()
                 .map(raw)
                 .filter(|r| t.assigned.contains(&(r.topic.to_string(), r.partition)))
                 .collect();
+            crate::telemetry::kafka::receive_batch(&name, &group, &mut records);
             t.job.prepare(&records);
             let mut failed = false;
             for rec in &records {

@@ -15,6 +15,7 @@
 //! - [`simulate`]: realistic generated data.
 //! - [`validator`]: the external document validator client of risk scoring.
 //! - [`metrics`]: every Prometheus metric, defined once.
+//! - [`telemetry`]: OpenTelemetry traces over OTLP, trace context in Kafka headers, logs.
 //! - [`cli`]: the `fluxo` command.
 
 pub mod api;
@@ -31,4 +32,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod simulate;
 pub mod state;
+pub mod telemetry;
 pub mod validator;
