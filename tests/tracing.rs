@@ -315,6 +315,9 @@ failure_threshold = 50
         Some(format!("00-{}-{}-01", hex(&trace_id), hex(&publish.span_id)).as_str())
     );
 
+    assert_eq!(decision.headers.get("tracestate"), None);
+    assert_eq!(input.headers.get("tracestate"), None);
+
     // No document, amount or transaction id in span names or attributes.
     let digits = |d: &str| d.chars().filter(char::is_ascii_digit).collect::<String>();
     for (_, span) in &spans {

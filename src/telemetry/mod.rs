@@ -119,7 +119,10 @@ pub fn inject(cx: &Context, set: &mut dyn FnMut(&str, String)) {
     struct Setter<'a>(&'a mut dyn FnMut(&str, String));
     impl Injector for Setter<'_> {
         fn set(&mut self, key: &str, value: String) {
-            (self.0)(key, value)
+            // The propagator writes `tracestate` even when empty; an empty header says nothing.
+            if !value.is_empty() {
+                (self.0)(key, value)
+            }
         }
     }
     TraceContextPropagator::new().inject_context(cx, &mut Setter(set));
@@ -138,4 +141,55 @@ pub fn extract<'a>(get: &'a dyn Fn(&str) -> Option<&'a str>) -> Context {
         }
     }
     TraceContextPropagator::new().extract_with_context(&Context::new(), &Getter(get))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::RawRecord;
+    use opentelemetry::trace::TraceContextExt;
+
+    const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    #[test]
+    fn w3c_headers_round_trip() {
+        let cx = extract(&|name| (name == "traceparent").then_some(PARENT));
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_remote() && sc.is_sampled());
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(sc.span_id().to_string(), "b7ad6b7169203331");
+        let mut written = Vec::new();
+        inject(&cx, &mut |k, v| written.push((k.to_string(), v)));
+        assert_eq!(
+            written,
+            vec![("traceparent".to_string(), PARENT.to_string())]
+        );
+    }
+
+    #[test]
+    fn malformed_headers_give_no_parent() {
+        let cx = extract(&|name| (name == "traceparent").then_some("00-zz-01"));
+        assert!(!cx.span().span_context().is_valid());
+    }
+
+    #[test]
+    fn nothing_is_traced_when_tracing_is_off() {
+        assert!(!enabled());
+        assert!(kafka::PublishSpan::new_trace("transactions").is_none());
+        let mut records = vec![RawRecord {
+            topic: "transactions",
+            partition: 0,
+            offset: 7,
+            key: None,
+            payload: None,
+            timestamp: None,
+            headers: Some(vec![("traceparent", PARENT.as_bytes())]),
+            trace: None,
+        }];
+        kafka::receive_batch("risk-scoring", "fluxo-risk-scoring", &mut records);
+        assert!(records[0].trace.is_none());
+    }
 }
