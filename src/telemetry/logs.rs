@@ -57,14 +57,15 @@ pub fn init() {
     let _ = if json_format() {
         builder
             .json()
-            .flatten_event(true)
             .event_format(WithTraceIds {
                 inner: tracing_subscriber::fmt::format().json().flatten_event(true),
                 json: true,
             })
             .try_init()
     } else {
+        use std::io::IsTerminal;
         builder
+            .with_ansi(std::io::stderr().is_terminal())
             .event_format(WithTraceIds {
                 inner: tracing_subscriber::fmt::format(),
                 json: false,

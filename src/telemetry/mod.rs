@@ -77,9 +77,13 @@ fn env_set(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// A provider exporting to the configured OTLP endpoint, or `None` when none is configured.
+/// A provider exporting to the configured OTLP endpoint, or `None` when none is configured (or
+/// `OTEL_SDK_DISABLED=true`).
 fn provider_from_env() -> anyhow::Result<Option<SdkTracerProvider>> {
     use opentelemetry_otlp::{Protocol, WithExportConfig};
+    if env_set("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Ok(None);
+    }
     if env_set("OTEL_EXPORTER_OTLP_ENDPOINT")
         .or_else(|| env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
         .is_none()
