@@ -293,6 +293,8 @@ impl Task {
     /// dependency down); nothing of it was produced.
     fn handle(&mut self, rec: &RawRecord<'_>, processing_time: i64) -> Result<(), String> {
         let started = Instant::now();
+        // Traced records: the `process` span is current (log lines carry its ids) until return.
+        let _process = rec.trace.as_ref().map(|t| t.enter());
         metrics::RECORDS_IN
             .with_label_values(&[&self.name, rec.topic])
             .inc();
@@ -330,7 +332,8 @@ impl Task {
             .txn
             .as_ref()
             .is_some_and(|t| t.already_committed(rec.topic, rec.partition, rec.offset));
-        for out in outputs.iter().filter(|_| !replayed) {
+        for out in outputs.iter_mut().filter(|_| !replayed) {
+            let _publish = rec.trace.as_ref().and_then(|t| t.publish(out));
             self.produce(out);
             if out.dead_letter.is_none() {
                 metrics::RECORDS_OUT
@@ -541,6 +544,7 @@ fn raw<'a>(m: &'a BorrowedMessage<'a>) -> RawRecord<'a> {
                 .filter_map(|h| h.value.map(|v| (h.key, v)))
                 .collect()
         }),
+        trace: None,
     }
 }
 
@@ -781,11 +785,12 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             batch.clear();
         }
         if !batch.is_empty() {
-            let records: Vec<RawRecord<'_>> = batch
+            let mut records: Vec<RawRecord<'_>> = batch
                 .iter()
                 .map(raw)
                 .filter(|r| t.assigned.contains(&(r.topic.to_string(), r.partition)))
                 .collect();
+            crate::telemetry::kafka::receive_batch(&name, &group, &mut records);
             t.job.prepare(&records);
             let mut failed = false;
             for rec in &records {

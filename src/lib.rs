@@ -16,6 +16,7 @@
 //! - [`simulate`]: realistic generated data.
 //! - [`validator`]: the external document validator client of risk scoring.
 //! - [`metrics`]: every Prometheus metric, defined once.
+//! - [`telemetry`]: OpenTelemetry traces over OTLP, trace context in Kafka headers, logs.
 //! - [`cli`]: the `fluxo` command.
 
 pub mod api;
@@ -32,5 +33,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod simulate;
 pub mod state;
+pub mod telemetry;
 pub mod transactions;
 pub mod validator;

@@ -8,8 +8,14 @@
 //! `200 {"flagged": true, "reason": "..."}`; any other status, a timeout or a transport error is
 //! a failure. The document travels in the path of an internal call; it is never logged, and
 //! neither is the URL.
+//!
+//! # Tracing
+//! With tracing on, every attempt (the first call and each retry) is a `GET /documents/{document}`
+//! client span under the `process` span of the transaction that asked for the document, and
+//! sends its `traceparent`.
 
 use crate::metrics;
+use crate::telemetry::client::{ClientSpan, Target};
 use fluxo_processors::risk::resilience::{CircuitBreaker, Deadline, TtlCache, UnavailableCause};
 use fluxo_processors::risk::{ExternalConfig, ExternalVerdict};
 use fluxo_processors::Millis;
@@ -30,6 +36,8 @@ pub struct Validator {
     base: String,
     config: ExternalConfig,
     shared: Arc<Mutex<Shared>>,
+    /// The call as recorded on client spans.
+    target: Arc<Target>,
 }
 
 #[derive(serde::Deserialize)]
@@ -59,7 +67,20 @@ impl Validator {
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()?;
+        let parsed = reqwest::Url::parse(url).ok();
+        let target = Target {
+            method: "GET",
+            template: "/documents/{document}",
+            server: parsed
+                .as_ref()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default(),
+            port: parsed
+                .as_ref()
+                .and_then(reqwest::Url::port_or_known_default),
+        };
         Ok(Some(Self {
+            target: Arc::new(target),
             client,
             base: url.trim_end_matches('/').to_string(),
             config: config.clone(),
@@ -76,20 +97,21 @@ impl Validator {
 
     /// Verdicts for `documents` (normalized digits), all under one deadline: the budget counts
     /// from `event_time` (the oldest transaction of the batch), so a decision leaves within the
-    /// SLA even when the batch waited; a transaction seen late still gets half the budget.
+    /// SLA even when the batch waited; a transaction seen late still gets half the budget. Each
+    /// document comes with the trace context its calls belong to (`None` when not traced).
     pub async fn validate_all(
         &self,
-        documents: Vec<String>,
+        documents: Vec<(String, Option<opentelemetry::Context>)>,
         event_time: Millis,
     ) -> HashMap<String, ExternalVerdict> {
         let now = now_millis();
         let budget = self.config.budget.millis();
         let start = event_time.clamp(now - budget / 2, now);
         let deadline = self.config.deadline(start);
-        let calls = documents.into_iter().map(|d| {
+        let calls = documents.into_iter().map(|(d, trace)| {
             let this = self.clone();
             async move {
-                let v = this.validate(&d, deadline).await;
+                let v = this.validate(&d, deadline, trace.as_ref()).await;
                 (d, v)
             }
         });
@@ -99,8 +121,13 @@ impl Validator {
         out
     }
 
-    /// The verdict for one document under `deadline`.
-    pub async fn validate(&self, digits: &str, deadline: Deadline) -> ExternalVerdict {
+    /// The verdict for one document under `deadline`; its calls are traced under `trace`.
+    pub async fn validate(
+        &self,
+        digits: &str,
+        deadline: Deadline,
+        trace: Option<&opentelemetry::Context>,
+    ) -> ExternalVerdict {
         if let Some(v) = self.shared().cache.get(&digits.to_string(), now_millis()) {
             metrics::VALIDATOR_CALLS
                 .with_label_values(&["cache_hit"])
@@ -108,6 +135,7 @@ impl Validator {
             return v.clone();
         }
         let mut plan = self.config.call_plan(deadline);
+        let mut attempt = 0u32;
         loop {
             let begun = {
                 let mut s = self.shared();
@@ -118,7 +146,15 @@ impl Validator {
                 Err(cause) => return self.unavailable(cause),
             };
             let url = format!("{}/documents/{digits}", self.base);
-            let call = self.client.get(url).send();
+            let span = ClientSpan::start(trace, &self.target, attempt);
+            attempt += 1;
+            let mut request = self.client.get(url);
+            if let Some(span) = &span {
+                for (k, v) in span.headers() {
+                    request = request.header(k, v);
+                }
+            }
+            let call = request.send();
             let outcome =
                 match tokio::time::timeout(Duration::from_millis(timeout as u64), call).await {
                     Err(_) => Err(UnavailableCause::Timeout),
@@ -126,16 +162,29 @@ impl Validator {
                     Ok(Ok(resp)) if !resp.status().is_success() => {
                         Err(UnavailableCause::HttpStatus(resp.status().as_u16()))
                     }
-                    Ok(Ok(resp)) => match resp.json::<Answer>().await {
-                        Ok(a) if a.flagged => Ok(ExternalVerdict::Flagged {
-                            reason: a
-                                .reason
-                                .unwrap_or_else(|| "flagged by the validator".into()),
-                        }),
-                        Ok(_) => Ok(ExternalVerdict::Clean),
-                        Err(_) => Err(UnavailableCause::Transport),
-                    },
+                    Ok(Ok(resp)) => {
+                        if let Some(span) = &span {
+                            span.status(resp.status().as_u16());
+                        }
+                        match resp.json::<Answer>().await {
+                            Ok(a) if a.flagged => Ok(ExternalVerdict::Flagged {
+                                reason: a
+                                    .reason
+                                    .unwrap_or_else(|| "flagged by the validator".into()),
+                            }),
+                            Ok(_) => Ok(ExternalVerdict::Clean),
+                            Err(_) => Err(UnavailableCause::Transport),
+                        }
+                    }
                 };
+            if let Some(span) = &span {
+                match &outcome {
+                    Ok(_) => {}
+                    Err(UnavailableCause::HttpStatus(code)) => span.status(*code),
+                    Err(cause) => span.failed(&cause.label()),
+                }
+            }
+            drop(span);
             match outcome {
                 Ok(verdict) => {
                     metrics::VALIDATOR_CALLS.with_label_values(&["ok"]).inc();

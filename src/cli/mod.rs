@@ -112,27 +112,18 @@ pub fn load_topology(
     Topology::load(path, &overrides)
 }
 
-/// Set up logging: human-readable on a terminal, JSON lines otherwise; level from `RUST_LOG`.
+/// Set up logging: human-readable on a terminal, JSON lines otherwise; level from `RUST_LOG`
+/// (see [`crate::telemetry::logs`]).
 pub fn init_logging() {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,rdkafka=warn,librdkafka=warn,h2=warn,hyper=warn,reqwest=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if std::io::stderr().is_terminal() {
-        builder.try_init()
-    } else {
-        builder.json().flatten_event(true).try_init()
-    };
+    crate::telemetry::logs::init();
 }
 
 /// Parse the command line, run it, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Logs, and tracing when OTEL_EXPORTER_OTLP_ENDPOINT is set; dropped last, which flushes
+    // the spans still queued.
+    let telemetry = crate::telemetry::init();
     // A corrupt length in generically decoded Avro must not allocate hundreds of megabytes.
     let _ = apache_avro::util::max_allocation_bytes(16 << 20);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -148,6 +139,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(run(cli));
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    drop(telemetry);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(e)) => {

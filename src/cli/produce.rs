@@ -10,6 +10,7 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
@@ -81,7 +82,22 @@ impl Sender {
     fn send(&self, key: &str, value: Value) -> anyhow::Result<()> {
         let datum = crate::avro::typed::encode_value(self.schema, &value)?;
         let payload = frame(self.schema_id, &datum);
+        // With tracing on, each record starts a trace: a `publish` span whose W3C headers the
+        // record carries to the processors.
+        let publish = crate::telemetry::kafka::PublishSpan::new_trace(&self.topic);
         let mut record = BaseRecord::to(&self.topic).key(key).payload(&payload);
+        if let Some(span) = &publish {
+            let headers = span
+                .headers()
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (k, v)| {
+                    h.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    })
+                });
+            record = record.headers(headers);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),

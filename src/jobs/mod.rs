@@ -32,6 +32,8 @@ pub struct RawRecord<'a> {
     pub timestamp: Option<i64>,
     /// Headers with a value.
     pub headers: Option<Vec<(&'a str, &'a [u8])>>,
+    /// The record's trace when tracing is on (its `process` span).
+    pub trace: Option<crate::telemetry::kafka::RecordTrace>,
 }
 
 /// A record to produce.

@@ -4,11 +4,14 @@
 //! Before a batch is processed, the documents of its transactions that the external validator
 //! (when configured) has not cached are checked concurrently under one deadline; the verdicts go
 //! into each transaction's input. Every decision is logged as one JSON line on the `fluxo::audit`
-//! target (documents masked) and measured: latency from event time, SLA breaches, outcomes.
+//! target (documents masked; opt-in with `RUST_LOG=...,fluxo::audit=info`; the line carries the
+//! decision's `trace_id` when tracing is on) and measured: latency from event time, SLA
+//! breaches, outcomes.
 
 use super::{Binding, JobError, Output, RawRecord};
 use crate::codec::Codec;
 use crate::metrics;
+use crate::telemetry::logs::AUDIT_TARGET;
 use crate::validator::Validator;
 use fluxo_processors::events::{BlacklistEntry, RiskDecision, Transaction};
 use fluxo_processors::risk::documents;
@@ -68,6 +71,8 @@ impl Binding for RiskBinding {
         };
         let mut decoded = Vec::new();
         let mut wanted: Vec<String> = Vec::new();
+        // The trace of the first transaction asking for each document: its calls go under it.
+        let mut traces: HashMap<String, opentelemetry::Context> = HashMap::new();
         let mut oldest = i64::MAX;
         for rec in batch.iter().filter(|r| r.topic == self.transactions) {
             match codec.decode::<Transaction>(rec.payload) {
@@ -75,7 +80,13 @@ impl Binding for RiskBinding {
                     oldest = oldest.min(tx.event_time);
                     for doc in [&tx.payer_document, &tx.payee_document] {
                         if documents::validate(doc).is_ok() {
-                            wanted.push(documents::normalize(doc));
+                            let digits = documents::normalize(doc);
+                            if let Some(t) = &rec.trace {
+                                traces
+                                    .entry(digits.clone())
+                                    .or_insert_with(|| t.context().clone());
+                            }
+                            wanted.push(digits);
                         }
                     }
                     decoded.push(((rec.partition, rec.offset), Ok(tx)));
@@ -85,6 +96,13 @@ impl Binding for RiskBinding {
         }
         wanted.sort();
         wanted.dedup();
+        let wanted: Vec<_> = wanted
+            .into_iter()
+            .map(|d| {
+                let trace = traces.remove(&d);
+                (d, trace)
+            })
+            .collect();
         let verdicts = if wanted.is_empty() {
             HashMap::new()
         } else {
@@ -149,6 +167,7 @@ impl Binding for RiskBinding {
         metrics::RISK_DECISIONS
             .with_label_values(&[outcome, if decision.degraded { "true" } else { "false" }])
             .inc();
-        tracing::info!(target: "fluxo::audit", decision = %decision_log_fields(decision), "risk decision");
+        // Opt-in audit target (see `telemetry::logs`): off unless RUST_LOG names it.
+        tracing::info!(target: AUDIT_TARGET, decision = %decision_log_fields(decision), "risk decision");
     }
 }
