@@ -10,6 +10,7 @@
 //! - [`engine`]: consume -> decode -> process -> encode -> produce -> checkpoint, per processor.
 //! - [`jobs`]: each processor bound to its topics.
 //! - [`pipeline`]: starting and stopping every enabled processor.
+//! - [`replay`]: replays and backfills of one processor, what-if diffs against live outputs.
 //! - [`broker`]: installing and running the Tansu development broker.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API.
 //! - [`simulate`]: realistic generated data.
@@ -29,6 +30,7 @@ pub mod jobs;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
+pub mod replay;
 pub mod simulate;
 pub mod state;
 pub mod validator;
