@@ -770,6 +770,8 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         }
         if let (Some(b), Some(c)) = (&bounds, &consumer) {
             if reached_ends(&t, c, b) {
+                // Messages still held keep the consumer from being destroyed.
+                batch.clear();
                 break;
             }
         }

@@ -86,10 +86,39 @@ fn snapshot(path: &Path) -> Snapshot {
     (tables, checkpoints)
 }
 
+/// Run `fluxo replay ARGS` to the end (at most three minutes).
 fn replay(env: &Env, args: &[&str]) -> Output {
     let mut full = vec!["replay"];
     full.extend_from_slice(args);
-    env.command(&full).output().unwrap()
+    let out = env.dir.path().join("replay.out");
+    let err = env.dir.path().join("replay.err");
+    let mut child = env
+        .command(&full)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "fluxo {full:?} did not finish in 180 s; stderr:\n{}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    }
 }
 
 fn ok(out: &Output) -> String {
@@ -149,8 +178,8 @@ async fn replays_are_deterministic_fresh_leaves_live_alone_and_live_rebuild_matc
             "--confirm",
         ],
     );
-    assert_eq!(fenced.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&fenced.stderr);
+    assert_eq!(fenced.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("in use by a running fluxo"), "{stderr}");
     assert!(stop(&mut child).success());
 
