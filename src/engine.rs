@@ -20,6 +20,11 @@
 //! headers naming the reason, the processor and the source position; its offset is checkpointed
 //! like any other, so the partition keeps moving.
 //!
+//! # Bounded runs
+//! With [`EngineSpec::bounds`] (replays, `src/replay`), the engine reads only the listed
+//! partitions from their stored offsets, ignores records past each end offset, produces to
+//! suffixed topics, and returns once every partition reached its end and is checkpointed.
+//!
 //! # Backpressure
 //! The producer queue is bounded (`max_in_flight`); when it is full the engine waits for
 //! acknowledgements before it reads more. The consumer's prefetch is bounded in bytes, so memory

@@ -41,8 +41,8 @@ pub struct ReplayArgs {
     /// The id of a fresh replay (default: the start time, `YYYYMMDDHHMMSS`).
     #[arg(long)]
     pub id: Option<String>,
-    /// The live topology when `--topology` names a what-if one (default: `$FLUXO_TOPOLOGY`,
-    /// else `./topology.toml`).
+    /// The live topology; given (or with `--diff`), `--topology` names the what-if topology
+    /// (default live: `$FLUXO_TOPOLOGY`, else `./topology.toml`).
     #[arg(long)]
     pub live_topology: Option<PathBuf>,
     /// Output format.
@@ -58,22 +58,31 @@ fn usage(e: ReplayError) -> Failure {
 }
 
 /// `fluxo replay`. `topology` is the `--topology` value and `topology_given` whether it was
-/// written on the command line: then it is the what-if topology, and the live one is
-/// `--live-topology`, `$FLUXO_TOPOLOGY` or `./topology.toml`.
+/// written on the command line. Written with `--diff` (or `--live-topology`), it is the what-if
+/// topology, and the live one is `--live-topology`, `$FLUXO_TOPOLOGY` or `./topology.toml`;
+/// otherwise it is the live topology, as for every other command.
 pub async fn replay(
     topology: &Path,
     topology_given: bool,
     args: ReplayArgs,
 ) -> Result<(), Failure> {
-    let live_path = match (&args.live_topology, topology_given) {
-        (Some(p), _) => p.clone(),
-        (None, false) => topology.to_path_buf(),
-        (None, true) => std::env::var_os("FLUXO_TOPOLOGY")
+    // `--topology` keeps its global meaning (the live topology) unless it comes with `--diff`
+    // or `--live-topology`: then it names the what-if topology.
+    let what_if_form = topology_given && (args.diff || args.live_topology.is_some());
+    let live_path = match &args.live_topology {
+        Some(p) => p.clone(),
+        None if what_if_form => std::env::var_os("FLUXO_TOPOLOGY")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("topology.toml")),
+        None => topology.to_path_buf(),
     };
     let live = load_topology(&live_path, None)?;
-    let what_if = if topology_given && topology != live_path {
+    let what_if = if what_if_form && topology != live_path {
+        eprintln!(
+            "fluxo: what-if parameters from {}, live topology {}",
+            topology.display(),
+            live_path.display()
+        );
         Some(load_topology(topology, None)?)
     } else {
         None
