@@ -78,3 +78,22 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_line_shows_done_of_total_rate_and_eta() {
+        let mut p = Progress::new(200);
+        p.bar = None;
+        // A rate of 1/s, so a scheduling stall of a few hundred ms changes nothing shown.
+        p.started = Instant::now() - Duration::from_secs(100);
+        assert_eq!(
+            p.line(100),
+            "replay: 100/200 records (50.0%), 1 records/s, eta 100s"
+        );
+        let empty = Progress::new(0);
+        assert!(empty.line(0).contains("0/0 records (100.0%)"));
+    }
+}
