@@ -20,6 +20,11 @@
 //! headers naming the reason, the processor and the source position; its offset is checkpointed
 //! like any other, so the partition keeps moving.
 //!
+//! # Bounded runs
+//! With [`EngineSpec::bounds`] (replays, `src/replay`), the engine reads only the listed
+//! partitions from their stored offsets, ignores records past each end offset, produces to
+//! suffixed topics, and returns once every partition reached its end and is checkpointed.
+//!
 //! # Backpressure
 //! The producer queue is bounded (`max_in_flight`); when it is full the engine waits for
 //! acknowledgements before it reads more. The consumer's prefetch is bounded in bytes, so memory
@@ -129,6 +134,8 @@ struct Task {
     static_assignment: bool,
     /// Kafka transactions, in `exactly_once` mode.
     txn: Option<crate::transactions::Transactions>,
+    /// Appended to the topic of every produced record (replays into a fresh namespace).
+    topic_suffix: String,
 }
 
 impl Task {
@@ -151,7 +158,14 @@ impl Task {
                 value: Some(v.as_slice()),
             })
         });
-        let mut record = BaseRecord::to(&out.topic).headers(headers);
+        let suffixed;
+        let topic = if self.topic_suffix.is_empty() {
+            out.topic.as_str()
+        } else {
+            suffixed = format!("{}{}", out.topic, self.topic_suffix);
+            suffixed.as_str()
+        };
+        let mut record = BaseRecord::to(topic).headers(headers);
         if let Some(k) = &out.key {
             record = record.key(k.as_slice());
         }
@@ -522,6 +536,32 @@ pub struct EngineSpec {
     pub freshness: Option<Arc<crate::api::Freshness>>,
     /// Set once global tables are restored and the group has assigned partitions.
     pub started: Arc<AtomicBool>,
+    /// `Some` for a bounded run (a replay); `None` for live processing.
+    pub bounds: Option<Bounds>,
+}
+
+/// A bounded run: which partitions to read and where to stop.
+///
+/// The engine reads exactly the listed partitions of its inputs and global inputs (whatever
+/// the topology's static assignment says), from the offsets stored with the state, ignores
+/// records at or past each partition's end, and returns once every listed input partition has
+/// reached its end and the work is checkpointed.
+#[derive(Debug, Clone, Default)]
+pub struct Bounds {
+    /// Exclusive end offset per `(topic, partition)`.
+    pub ends: BTreeMap<(String, i32), i64>,
+    /// Appended to the topic of every produced record, dead letters included (e.g.
+    /// `.replay-7`); empty to produce to the topics themselves.
+    pub topic_suffix: String,
+}
+
+impl Bounds {
+    /// True when `rec` lies inside the bounds.
+    fn admits(&self, rec: &RawRecord<'_>) -> bool {
+        self.ends
+            .get(&(rec.topic.to_string(), rec.partition))
+            .is_some_and(|end| rec.offset < *end)
+    }
 }
 
 fn now_millis() -> i64 {
@@ -624,7 +664,13 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         global_rewind: false,
         static_assignment: rt.assignment == crate::config::Assignment::Static,
         txn,
+        topic_suffix: spec
+            .bounds
+            .as_ref()
+            .map(|b| b.topic_suffix.clone())
+            .unwrap_or_default(),
     }));
+    let bounds = spec.bounds.clone();
     let clock = spec.clock;
     let processing_time = |rec: &RawRecord<'_>| match clock {
         Clock::Wall => now_millis(),
@@ -675,6 +721,10 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
                     )?;
                     let (_, high) =
                         consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+                    let high = match bounds.as_ref().and_then(|b| b.ends.get(&key)) {
+                        Some(end) => high.min(*end),
+                        None => high,
+                    };
                     ends.insert(key, high);
                 }
             }
@@ -690,6 +740,10 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         while !caught_up(&positions) && !shutdown.load(Ordering::SeqCst) {
             if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
                 let rec = raw(&m);
+                if bounds.as_ref().is_some_and(|b| !b.admits(&rec)) {
+                    positions.insert((rec.topic.to_string(), rec.partition), rec.offset + 1);
+                    continue;
+                }
                 positions.insert((rec.topic.to_string(), rec.partition), rec.offset + 1);
                 let pt = processing_time(&rec);
                 lock(&task)
@@ -717,8 +771,13 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         let inputs: Vec<&str> = spec.processor.inputs.iter().map(String::as_str).collect();
         match rt.assignment {
             crate::config::Assignment::Group => c.subscribe(&inputs)?,
+            _ if bounds.is_some() => {
+                let only = bounds.as_ref().map(|b| &b.ends);
+                assign_static(&c, &task, &inputs, 0, 1, only)?;
+                spec.started.store(true, Ordering::SeqCst);
+            }
             crate::config::Assignment::Static => {
-                assign_static(&c, &task, &inputs, rt.instance, rt.instances)?;
+                assign_static(&c, &task, &inputs, rt.instance, rt.instances, None)?;
                 spec.started.store(true, Ordering::SeqCst);
             }
         }
@@ -743,6 +802,9 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
                 wait = Duration::ZERO;
                 global_records += 1;
                 let rec = raw(&m);
+                if bounds.as_ref().is_some_and(|b| !b.admits(&rec)) {
+                    continue;
+                }
                 let pt = processing_time(&rec);
                 let mut t = lock(&task);
                 if let Err(e) = t.handle(&rec, pt) {
@@ -789,6 +851,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
                 .iter()
                 .map(raw)
                 .filter(|r| t.assigned.contains(&(r.topic.to_string(), r.partition)))
+                .filter(|r| bounds.as_ref().is_none_or(|b| b.admits(r)))
                 .collect();
             crate::telemetry::kafka::receive_batch(&name, &group, &mut records);
             t.job.prepare(&records);
@@ -816,6 +879,13 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
                 f.touch();
             }
         }
+        if let (Some(b), Some(c)) = (&bounds, &consumer) {
+            if reached_ends(&t, c, b) {
+                // Messages still held keep the consumer from being destroyed.
+                batch.clear();
+                break;
+            }
+        }
         let due = t.since_checkpoint >= rt.checkpoint_max_records
             || (t.since_checkpoint > 0 && t.last_checkpoint.elapsed() >= checkpoint_every);
         if due {
@@ -840,6 +910,10 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         t.produce_timeout = t.produce_timeout.min(Duration::from_secs(10));
         if let Err(e) = t.checkpoint() {
             tracing::error!(processor = %name, error = %e, "final checkpoint failed; the next start resumes from the previous one");
+            if bounds.is_some() {
+                // A bounded run is judged by what it committed: say it did not finish.
+                return Err(anyhow::anyhow!("final checkpoint failed: {e}"));
+            }
         } else {
             commit_group_offsets(consumer.as_ref(), &t);
         }
@@ -863,6 +937,7 @@ fn assign_static(
     inputs: &[&str],
     instance: u32,
     instances: u32,
+    only: Option<&BTreeMap<(String, i32), i64>>,
 ) -> anyhow::Result<()> {
     let mut t = lock(task);
     let stored = t.stored_offsets();
@@ -875,6 +950,9 @@ fn assign_static(
                     continue;
                 }
                 let key = (topic.to_string(), p.id());
+                if only.is_some_and(|o| !o.contains_key(&key)) {
+                    continue;
+                }
                 let offset = match stored.get(&key) {
                     Some(o) => {
                         metrics::CHECKPOINTED_OFFSET
@@ -899,6 +977,32 @@ fn assign_static(
         .set(t.assigned.len() as i64);
     tracing::info!(processor = %t.name, partitions = t.assigned.len(), instance, instances, "partitions assigned (static)");
     Ok(())
+}
+
+/// True when every assigned partition of a bounded run has reached its end: its next offset
+/// (processed or checkpointed), or the consumer's position (which also moves past offsets
+/// holding no record, such as transaction markers), is at or past the end.
+fn reached_ends(t: &Task, consumer: &BaseConsumer<GroupContext>, bounds: &Bounds) -> bool {
+    let positions: BTreeMap<(String, i32), i64> = consumer
+        .position()
+        .map(|tpl| {
+            tpl.elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let stored = t.stored_offsets();
+    t.assigned.iter().all(|key| {
+        let Some(end) = bounds.ends.get(key) else {
+            return true;
+        };
+        let next = t.pending.get(key).or(stored.get(key)).copied();
+        next.is_some_and(|n| n >= *end) || positions.get(key).is_some_and(|p| p >= end)
+    })
 }
 
 /// Throw away uncommitted work and re-read every partition (group and global) from its

@@ -11,6 +11,7 @@
 //! - [`transactions`]: Kafka transactions for `processing_guarantee = "exactly_once"`.
 //! - [`jobs`]: each processor bound to its topics.
 //! - [`pipeline`]: starting and stopping every enabled processor.
+//! - [`replay`]: replays and backfills of one processor, what-if diffs against live outputs.
 //! - [`broker`]: installing and running the Tansu development broker.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API.
 //! - [`simulate`]: realistic generated data.
@@ -31,6 +32,7 @@ pub mod jobs;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
+pub mod replay;
 pub mod simulate;
 pub mod state;
 pub mod telemetry;

@@ -42,6 +42,7 @@ impl Pipeline {
                 clock: Clock::Wall,
                 freshness: freshness.clone(),
                 started: Arc::new(AtomicBool::new(false)),
+                bounds: None,
             };
             started.push(spec.started.clone());
             let topo = topology.clone();

@@ -6,6 +6,7 @@
 
 mod consume;
 mod produce;
+mod replay;
 mod serve;
 mod up;
 
@@ -52,6 +53,9 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Print records of a topic as JSON lines.
     Consume(consume::ConsumeArgs),
+    /// Re-run one processor over a range of its inputs, into a fresh namespace or the live
+    /// view; with `--topology OTHER.toml --diff`, a what-if backtest against the live outputs.
+    Replay(replay::ReplayArgs),
     /// Inspect the topology.
     Topology {
         /// Topology command.
@@ -120,7 +124,12 @@ pub fn init_logging() {
 
 /// Parse the command line, run it, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    // `fluxo replay --topology OTHER.toml` names a what-if topology: tell it from the default.
+    let topology_given =
+        matches.value_source("topology") == Some(clap::parser::ValueSource::CommandLine);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Logs, and tracing when OTEL_EXPORTER_OTLP_ENDPOINT is set; dropped last, which flushes
     // the spans still queued.
     let telemetry = crate::telemetry::init();
@@ -137,7 +146,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(run(cli, topology_given));
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     drop(telemetry);
     match result {
@@ -157,8 +166,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
+async fn run(cli: Cli, topology_given: bool) -> Result<(), Failure> {
     match cli.command {
+        Command::Replay(args) => replay::replay(&cli.topology, topology_given, args).await,
         Command::Up(args) => up::up(&cli.topology, args).await,
         Command::Run(args) => up::run(&cli.topology, args).await,
         Command::Serve(args) => serve::serve(&cli.topology, args).await,

@@ -82,6 +82,7 @@ pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure>
         clock: Clock::Wall,
         freshness: Some(freshness),
         started: Arc::new(AtomicBool::new(false)),
+        bounds: None,
     };
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();

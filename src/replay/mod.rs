@@ -1,0 +1,502 @@
+//! `fluxo replay`: re-run one processor over a range of its inputs.
+//!
+//! # Namespaces
+//! - `fresh` (default): the replay gets an id (`--id`, else the start time `YYYYMMDDHHMMSS`),
+//!   its own state file `<data-dir>/replays/<id>.redb` (checkpoints under
+//!   `<processor>.replay-<id>`), and its own topics: every output `T` goes to `T.replay-<id>`,
+//!   every dead letter to `<input>.dlq.replay-<id>`, created on the fly with the partitions of
+//!   the originals. Live state and live topics are not touched, and a running `fluxo up` does
+//!   not stand in the way (its store file is not opened).
+//! - `live`: rebuilds the live view. The processor's tables (`<kind>/...` and its view table)
+//!   are dropped from the live store, its checkpoints are set to the start of the range, and the
+//!   outputs go to the live topics (with the same `fluxo-id` headers as the first time, so
+//!   consumers that drop duplicates drop them). The fence is the store file's lock: while the
+//!   replay runs, no `fluxo up`/`run` can open the store, and a replay refuses to start while
+//!   one holds it. After a rebuild, the live processor resumes from the end of the range.
+//!
+//! # Determinism
+//! Processing time is the record's timestamp ([`Clock::RecordTime`]), and the input partitions
+//! are replayed one after the other in `(topic, partition)` order, each stopping exactly at its
+//! end offset, so two replays of one range produce the same records in the same order in every
+//! output partition and leave the same state. Global tables (the blacklist) are read whole up to
+//! the end of the range before the first input record.
+
+pub mod diff;
+pub mod progress;
+pub mod range;
+
+use crate::codec::{register_topic_schemas, registry_settings, Codec};
+use crate::config::{ProcessorConfig, Topology};
+use crate::engine::{self, Bounds, Clock, EngineSpec};
+use crate::state::embedded::EmbeddedStore;
+use crate::state::{Checkpoint, StateStore, WriteBatch};
+use range::{Range, RangeError, Start};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a replay writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// A separate namespace: own state file, own `.replay-<id>` topics.
+    Fresh,
+    /// The live view and live topics (needs `--confirm`).
+    Live,
+}
+
+/// What to replay, as the command line asked.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The processor's name in the topology.
+    pub processor: String,
+    /// Start of the range.
+    pub start: Start,
+    /// End of the range (epoch ms, exclusive); `None`: the high watermarks at start.
+    pub to: Option<i64>,
+    /// Where to write.
+    pub target: Target,
+    /// `--confirm` was given.
+    pub confirm: bool,
+    /// The what-if topology whose parameters the replay uses, if any.
+    pub what_if: Option<Topology>,
+    /// Compare the outputs with the live ones.
+    pub diff: bool,
+    /// The replay id (fresh only).
+    pub id: Option<String>,
+}
+
+/// Why a replay failed.
+#[derive(Debug)]
+pub enum ReplayError {
+    /// The request cannot be carried out as asked (exit 2).
+    Usage(String),
+    /// Something failed while running (exit 1).
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for ReplayError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Runtime(e)
+    }
+}
+
+impl From<RangeError> for ReplayError {
+    fn from(e: RangeError) -> Self {
+        match e {
+            RangeError::Usage(m) => Self::Usage(m),
+            RangeError::Broker(e) => Self::Runtime(e),
+        }
+    }
+}
+
+/// What a finished replay did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// The processor.
+    pub processor: String,
+    /// The replay id (`None` for a live rebuild).
+    pub id: Option<String>,
+    /// Input records read (the whole range).
+    pub records_read: u64,
+    /// Output records produced.
+    pub records_emitted: u64,
+    /// Records dead-lettered.
+    pub records_dead_lettered: u64,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+    /// Where the outputs went.
+    pub output_topics: Vec<String>,
+    /// The state file.
+    pub state: String,
+    /// `(topic, partition, start, end)` of every replayed input partition.
+    pub partitions: Vec<(String, i32, i64, i64)>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "replay of {}{} done in {:.1}s",
+            self.processor,
+            self.id
+                .as_deref()
+                .map(|i| format!(" (id {i})"))
+                .unwrap_or_else(|| " (live rebuild)".into()),
+            self.elapsed_ms as f64 / 1000.0
+        )?;
+        writeln!(f, "  records read          {}", self.records_read)?;
+        writeln!(f, "  records emitted       {}", self.records_emitted)?;
+        writeln!(f, "  records dead-lettered {}", self.records_dead_lettered)?;
+        writeln!(
+            f,
+            "  outputs               {}",
+            self.output_topics.join(", ")
+        )?;
+        write!(f, "  state                 {}", self.state)
+    }
+}
+
+/// The suffix of a fresh replay's topics.
+pub fn topic_suffix(id: &str) -> String {
+    format!(".replay-{id}")
+}
+
+/// The state file of a fresh replay.
+pub fn state_path(topology: &Topology, id: &str) -> PathBuf {
+    topology.data_dir.join("replays").join(format!("{id}.redb"))
+}
+
+/// The view table a processor kind writes.
+pub fn view_table(kind: &str) -> &'static str {
+    use fluxo_processors::views;
+    match kind {
+        "price-change" => views::PRICE_ALERTS,
+        "below-average" => views::BELOW_AVERAGE_EVENTS,
+        "risk-scoring" => views::RISK_DECISIONS,
+        _ => views::DAILY_BALANCES,
+    }
+}
+
+fn check_id(id: &str) -> Result<(), ReplayError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ReplayError::Usage(format!(
+            "--id `{id}`: use 1 to 64 letters, digits, `-` or `_`"
+        )))
+    }
+}
+
+/// The processor to run: the live one, with the what-if topology's parameters if given.
+fn processor_config(live: &Topology, req: &Request) -> Result<ProcessorConfig, ReplayError> {
+    let Some(p) = live.processors.get(&req.processor) else {
+        return Err(ReplayError::Usage(format!(
+            "no processor `{}` in {} (it has: {})",
+            req.processor,
+            live.source.display(),
+            live.processors
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let mut config = p.clone();
+    if let Some(other) = &req.what_if {
+        let Some(o) = other.processors.get(&req.processor) else {
+            return Err(ReplayError::Usage(format!(
+                "the what-if topology {} has no processor `{}`",
+                other.source.display(),
+                req.processor
+            )));
+        };
+        if o.kind != p.kind
+            || o.inputs != p.inputs
+            || o.outputs != p.outputs
+            || o.global_inputs != p.global_inputs
+        {
+            return Err(ReplayError::Usage(format!(
+                "the what-if topology {} must keep `{}`'s kind and topics; only its params may differ",
+                other.source.display(),
+                req.processor
+            )));
+        }
+        config.params = o.params.clone();
+    }
+    Ok(config)
+}
+
+/// Check the request before touching anything.
+fn check_request(req: &Request) -> Result<(), ReplayError> {
+    if req.target == Target::Live {
+        if !req.confirm {
+            return Err(ReplayError::Usage(format!(
+                "--into live drops and rebuilds the live state and view of `{}` and re-emits its outputs to the live topics; add --confirm to do it",
+                req.processor
+            )));
+        }
+        if req.what_if.is_some() || req.diff {
+            return Err(ReplayError::Usage(
+                "--topology OTHER.toml and --diff replay into a fresh namespace; drop --into live"
+                    .into(),
+            ));
+        }
+        if req.id.is_some() {
+            return Err(ReplayError::Usage(
+                "--id names a fresh replay; a live rebuild has none".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Sum of a counter of `processor` over every other label.
+pub fn counter_sum(metric: &str, processor: &str) -> u64 {
+    prometheus::gather()
+        .iter()
+        .filter(|f| f.name() == metric)
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == "processor" && l.value() == processor)
+        })
+        .map(|m| m.get_counter().value() as u64)
+        .sum()
+}
+
+/// Input records of `range` checkpointed so far by the engine `name`.
+fn done(name: &str, range: &Range) -> u64 {
+    range
+        .inputs
+        .iter()
+        .map(|((topic, partition), (start, end))| {
+            let at = crate::metrics::CHECKPOINTED_OFFSET
+                .with_label_values(&[name, topic, &partition.to_string()])
+                .get();
+            (at.clamp(*start, *end) - start) as u64
+        })
+        .sum()
+}
+
+/// Open the live store, failing clearly when a running fluxo holds it.
+fn open_live_store(topology: &Topology) -> Result<Arc<dyn StateStore>, ReplayError> {
+    if topology.state.backend != crate::config::Backend::Embedded {
+        return Err(ReplayError::Usage(
+            "--into live needs the embedded state backend in this build".into(),
+        ));
+    }
+    let path = topology.state_path();
+    match EmbeddedStore::open_with_cache(&path, topology.state.cache_mb.unwrap_or(512)) {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(e) if e.0.contains("already open") || e.0.contains("lock") => {
+            Err(ReplayError::Runtime(anyhow::anyhow!(
+                "the live store {} is in use by a running fluxo (up or run): stop it, then run the replay again (the store lock fences the live processor during a rebuild)",
+                path.display()
+            )))
+        }
+        Err(e) => Err(ReplayError::Runtime(anyhow::anyhow!("{e}"))),
+    }
+}
+
+/// Run the replay described by `req` against `live` (the topology in production). Blocks; run
+/// it off the async runtime. Setting `shutdown` stops it at the next checkpoint.
+///
+/// # Errors
+/// [`ReplayError::Usage`] for a request that cannot be carried out (exit 2),
+/// [`ReplayError::Runtime`] when the brokers, the registry or the store fail (exit 1).
+pub fn run(
+    live: &Topology,
+    req: &Request,
+    handle: &tokio::runtime::Handle,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(Summary, Option<diff::Report>), ReplayError> {
+    check_request(req)?;
+    let config = processor_config(live, req)?;
+    let range = range::resolve(live, &config, &req.start, req.to)?;
+    if req.target == Target::Live {
+        let all = live
+            .processors
+            .get(&req.processor)
+            .map(|p| p.inputs.len())
+            .unwrap_or(0);
+        let listed: std::collections::BTreeSet<&String> =
+            range.inputs.keys().map(|(t, _)| t).collect();
+        let partitions = live
+            .topics
+            .iter()
+            .filter(|(t, _)| config.inputs.contains(t))
+            .map(|(_, c)| c.partitions as usize)
+            .sum::<usize>();
+        if listed.len() != all || range.inputs.len() < partitions {
+            return Err(ReplayError::Usage(
+                "--into live rebuilds the whole view: give a start for every input partition, or a time, or `beginning`".into(),
+            ));
+        }
+    }
+    let started = Instant::now();
+    let id = match (&req.id, req.target) {
+        (_, Target::Live) => None,
+        (Some(id), _) => Some(id.clone()),
+        (None, _) => Some(chrono::Utc::now().format("%Y%m%d%H%M%S").to_string()),
+    };
+    if let Some(id) = &id {
+        check_id(id)?;
+    }
+    let suffix = id.as_deref().map(topic_suffix).unwrap_or_default();
+    let name = match &id {
+        Some(id) => format!("{}{}", config.name, topic_suffix(id)),
+        None => config.name.clone(),
+    };
+    let output_topics: Vec<String> = config
+        .outputs
+        .iter()
+        .map(|t| format!("{t}{suffix}"))
+        .collect();
+
+    // The store, emptied for this processor, with checkpoints at the start of the range.
+    let (store, state): (Arc<dyn StateStore>, PathBuf) = match &id {
+        Some(id) => {
+            handle.block_on(create_replay_topics(live, &config, &suffix))?;
+            let path = state_path(live, id);
+            if path.exists() {
+                std::fs::remove_file(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot reset {}: {e}", path.display()))?;
+            }
+            let store = EmbeddedStore::open(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (Arc::new(store), path)
+        }
+        None => {
+            let store = open_live_store(live)?;
+            store
+                .drop_namespace(&format!("{}/", config.kind))
+                .and_then(|()| store.drop_namespace(view_table(&config.kind)))
+                .map_err(|e| anyhow::anyhow!("dropping the live state: {e}"))?;
+            (store, live.state_path())
+        }
+    };
+    let mut batch = WriteBatch::new();
+    let positions = range
+        .inputs
+        .iter()
+        .map(|(k, (s, _))| (k, *s))
+        .chain(range.globals.iter().map(|(k, (low, _))| (k, *low)));
+    for ((topic, partition), next_offset) in positions {
+        batch.checkpoints.push(Checkpoint {
+            processor: name.clone(),
+            topic: topic.clone(),
+            partition: *partition,
+            next_offset,
+        });
+    }
+    store
+        .commit(batch)
+        .map_err(|e| anyhow::anyhow!("writing the start offsets: {e}"))?;
+
+    // One engine run per input partition, in order.
+    let sr = registry_settings(&live.schema_registry.url)?;
+    let ids = handle.block_on(register_topic_schemas(live, &sr))?;
+    let globals: BTreeMap<(String, i32), i64> = range
+        .globals
+        .iter()
+        .map(|(k, (_, e))| (k.clone(), *e))
+        .collect();
+    let mut progress = progress::Progress::new(range.total());
+    for ((topic, partition), (start, end)) in &range.inputs {
+        if start >= end || shutdown.load(Ordering::SeqCst) {
+            continue;
+        }
+        let codec = Codec::new(handle.clone(), sr.clone(), ids.clone());
+        let job = crate::jobs::build(&config, codec, live)?;
+        let mut ends = globals.clone();
+        ends.insert((topic.clone(), *partition), *end);
+        let spec = EngineSpec {
+            processor: config.clone(),
+            name: name.clone(),
+            job,
+            store: store.clone(),
+            clock: Clock::RecordTime,
+            freshness: None,
+            started: Arc::new(AtomicBool::new(false)),
+            bounds: Some(Bounds {
+                ends,
+                topic_suffix: suffix.clone(),
+            }),
+        };
+        let topo = live.clone();
+        let flag = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("fluxo-replay-{partition}"))
+            .spawn(move || engine::run(&topo, spec, flag))
+            .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+        while !thread.is_finished() {
+            progress.update(done(&name, &range));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(ReplayError::Runtime(
+                    e.context(format!("replaying {topic}:{partition}")),
+                ))
+            }
+            Err(_) => {
+                return Err(ReplayError::Runtime(anyhow::anyhow!(
+                    "the replay engine panicked"
+                )))
+            }
+        }
+    }
+    let read = done(&name, &range);
+    progress.finish(read);
+    if shutdown.load(Ordering::SeqCst) {
+        return Err(ReplayError::Runtime(anyhow::anyhow!(
+            "interrupted after {read} of {} records; run the replay again to start over",
+            range.total()
+        )));
+    }
+    let summary = Summary {
+        processor: config.name.clone(),
+        id: id.clone(),
+        records_read: read,
+        records_emitted: counter_sum("fluxo_records_out_total", &name),
+        records_dead_lettered: counter_sum("fluxo_records_dead_lettered_total", &name),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        output_topics: output_topics.clone(),
+        state: state.display().to_string(),
+        partitions: range
+            .inputs
+            .iter()
+            .map(|((t, p), (s, e))| (t.clone(), *p, *s, *e))
+            .collect(),
+    };
+    let report = if req.diff {
+        let codec = Codec::new(handle.clone(), sr, ids);
+        Some(diff::compare(live, &config, &range, &suffix, codec)?)
+    } else {
+        None
+    };
+    Ok((summary, report))
+}
+
+/// Create the topics of a fresh replay (outputs and dead-letter topics, with `suffix`), with
+/// the partitions of the originals.
+async fn create_replay_topics(
+    live: &Topology,
+    config: &ProcessorConfig,
+    suffix: &str,
+) -> Result<(), ReplayError> {
+    let all: BTreeMap<String, crate::config::TopicConfig> = live.all_topics().into_iter().collect();
+    let dlqs = config
+        .inputs
+        .iter()
+        .chain(&config.global_inputs)
+        .map(|t| Topology::dlq_topic(t));
+    let mut topics = BTreeMap::new();
+    for t in config.outputs.iter().cloned().chain(dlqs) {
+        if let Some(c) = all.get(&t) {
+            topics.insert(format!("{t}{suffix}"), c.clone());
+        }
+    }
+    let mut t = live.clone();
+    t.topics = topics;
+    t.processors.clear();
+    crate::kafka::create_topics(&t).await?;
+    // Reusing an id whose outputs already hold records would mix two replays.
+    let output = format!("{}{suffix}", config.outputs[0]);
+    let used = diff::records_in(live, &output)?;
+    if used > 0 {
+        return Err(ReplayError::Usage(format!(
+            "replay id `{}` was used before ({output} holds {used} records); pick another --id",
+            suffix.trim_start_matches(".replay-"),
+        )));
+    }
+    Ok(())
+}
