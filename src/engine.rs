@@ -421,15 +421,34 @@ impl ClientContext for GroupContext {
     fn stats(&self, stats: Statistics) {
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
-                if *partition < 0 || p.consumer_lag < 0 {
+                let Some(lag) = partition_lag(*partition, p) else {
                     continue;
-                }
+                };
                 metrics::CONSUMER_LAG
                     .with_label_values(&[&self.name, topic, &partition.to_string()])
-                    .set(p.consumer_lag);
+                    .set(lag);
             }
         }
     }
+}
+
+/// Records between a partition's high watermark and this consumer's position, from librdkafka's
+/// statistics. Not librdkafka's `consumer_lag`: that one is measured from the group's committed
+/// offset, which fluxo does not commit in `static` assignment (its checkpoints are in the state
+/// store), so it stayed -1. The position is the next offset handed to fluxo, or the fetch
+/// position before the first record; `None` for the internal partition -1 or when unknown.
+fn partition_lag(partition: i32, p: &rdkafka::statistics::Partition) -> Option<i64> {
+    if partition < 0 || p.hi_offset < 0 {
+        return None;
+    }
+    let position = if p.app_offset >= 0 {
+        p.app_offset
+    } else if p.next_offset >= 0 {
+        p.next_offset
+    } else {
+        return None;
+    };
+    Some((p.hi_offset - position).max(0))
 }
 
 impl ConsumerContext for GroupContext {
@@ -1065,5 +1084,38 @@ fn commit_group_offsets(consumer: Option<&BaseConsumer<GroupContext>>, t: &Task)
         if let Err(e) = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Async) {
             tracing::debug!(processor = %t.name, error = %e, "group offset commit failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_lag;
+    use rdkafka::statistics::Partition;
+
+    fn stats(hi: i64, app: i64, next: i64) -> Partition {
+        Partition {
+            hi_offset: hi,
+            app_offset: app,
+            next_offset: next,
+            consumer_lag: -1,
+            ..Partition::default()
+        }
+    }
+
+    #[test]
+    fn lag_is_the_high_watermark_minus_the_position_without_committed_offsets() {
+        assert_eq!(partition_lag(0, &stats(1_000, 400, 900)), Some(600));
+        // Before the first record reached fluxo: the fetch position.
+        assert_eq!(partition_lag(0, &stats(1_000, -1, 250)), Some(750));
+        assert_eq!(partition_lag(0, &stats(1_000, 1_000, 1_000)), Some(0));
+        // A watermark older than the position (stale statistics) is no negative lag.
+        assert_eq!(partition_lag(0, &stats(10, 12, 12)), Some(0));
+    }
+
+    #[test]
+    fn unknown_positions_and_the_internal_partition_have_no_lag() {
+        assert_eq!(partition_lag(-1, &stats(1_000, 400, 900)), None);
+        assert_eq!(partition_lag(0, &stats(-1, 400, 900)), None);
+        assert_eq!(partition_lag(0, &stats(1_000, -1, -1)), None);
     }
 }
