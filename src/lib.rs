@@ -15,6 +15,7 @@
 //! - [`simulate`]: realistic generated data.
 //! - [`validator`]: the external document validator client of risk scoring.
 //! - [`metrics`]: every Prometheus metric, defined once.
+//! - [`notifier`]: webhook delivery of alerts and REJECT decisions.
 //! - [`cli`]: the `fluxo` command.
 
 pub mod api;
@@ -28,6 +29,7 @@ pub mod http;
 pub mod jobs;
 pub mod kafka;
 pub mod metrics;
+pub mod notifier;
 pub mod pipeline;
 pub mod simulate;
 pub mod state;

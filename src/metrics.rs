@@ -192,6 +192,38 @@ pub static VALIDATOR_BREAKER_STATE: LazyLock<prometheus::IntGauge> = LazyLock::n
     .expect("metric registered once")
 });
 
+/// Webhook deliveries per notifier and outcome (`delivered`, `failed` after every retry,
+/// `rejected` by a 4xx, `skipped` when the notifier does not want the event).
+pub static NOTIFIER_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "fluxo_notifier_deliveries_total",
+        "Webhook deliveries by notifier and outcome (failed and rejected ones are dead-lettered).",
+        &["notifier", "outcome"]
+    )
+    .expect("metric registered once")
+});
+
+/// Webhook attempts after the first, per notifier.
+pub static NOTIFIER_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "fluxo_notifier_retries_total",
+        "Webhook attempts after the first, by notifier.",
+        &["notifier"]
+    )
+    .expect("metric registered once")
+});
+
+/// Time from a delivery's first attempt to its success or its dead letter.
+pub static NOTIFIER_DELIVERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "fluxo_notifier_delivery_duration_seconds",
+        "Time from a webhook delivery's first attempt to its success or its dead letter, retries included.",
+        &["notifier", "outcome"],
+        exponential_buckets(0.001, 2.5, 14).expect("valid buckets")
+    )
+    .expect("metric registered once")
+});
+
 /// Render every registered metric in the Prometheus text format.
 pub fn render() -> String {
     // Touch the runtime metrics so they are listed even before the first record.
