@@ -34,7 +34,8 @@ struct Receiver {
 /// How each route answers:
 /// - `ok`: 200;
 /// - `flaky`: 503 until `flaky_failures` are used up, then 200;
-/// - `picky`: 500 to any body mentioning `poison`, 400 to any mentioning `refused`, else 200.
+/// - `picky`: 500 to any body mentioning `poison`, 400 to any mentioning `refused`, no answer
+///   within 1.5 s to any mentioning `sloth` (recorded as answered `0`), else 200.
 async fn hook(
     State(r): State<Arc<Receiver>>,
     Path(route): Path<String>,
@@ -55,6 +56,8 @@ async fn hook(
         "picky" if body.contains("refused") => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,
     };
+    // `sloth` answers only after the notifier's timeout.
+    let slow = route == "picky" && body.contains("sloth");
     let header = |n: &str| {
         headers
             .get(n)
@@ -66,8 +69,11 @@ async fn hook(
         idempotency_key: header("idempotency-key"),
         content_type: header("content-type"),
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
-        answered: status.as_u16(),
+        answered: if slow { 0 } else { status.as_u16() },
     });
+    if slow {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
     status
 }
 
@@ -381,7 +387,7 @@ async fn a_record_that_keeps_failing_is_dead_lettered_and_the_next_ones_still_go
 [notifiers.picky]
 url = "{url}/picky"
 topics = ["{price-alerts}"]
-timeout = "2s"
+timeout = "500ms"
 retries = 2
 backoff = "50ms"
 max_backoff = "200ms"
@@ -395,16 +401,17 @@ max_backoff = "200ms"
         ("poison", "k-poison"),
         ("good-1", "k-1"),
         ("refused", "k-refused"),
+        ("sloth", "k-sloth"),
         ("good-2", "k-2"),
     ] {
         p.send_with_headers(&alerts, "PETR4", &alert(id), &[("fluxo-id", key)])
             .await;
     }
-    let sent = read_topic(&alerts, 4, Duration::from_secs(10));
+    let sent = read_topic(&alerts, 5, Duration::from_secs(10));
     let mut child = env.start();
-    // Three attempts for the poison, one for each other record.
-    let got = receiver.wait("picky", 6, &env);
-    env.wait_checkpointed("notifier-picky", 4, Duration::from_secs(30));
+    // Three attempts for the poison and the sloth, one for each other record.
+    let got = receiver.wait("picky", 9, &env);
+    env.wait_checkpointed("notifier-picky", 5, Duration::from_secs(30));
     let outcome = |o: &str| {
         env.metric(
             "fluxo_notifier_deliveries_total",
@@ -428,15 +435,19 @@ max_backoff = "200ms"
             s("k-poison", 500),
             s("k-1", 200),
             s("k-refused", 400),
+            s("k-sloth", 0),
+            s("k-sloth", 0),
+            s("k-sloth", 0),
             s("k-2", 200),
         ]
     );
-    assert_eq!((delivered, failed, rejected), (2.0, 1.0, 1.0));
+    assert_eq!((delivered, failed, rejected), (2.0, 2.0, 1.0));
 
-    let dlq = read_topic(&format!("{alerts}.notify-dlq"), 2, Duration::from_secs(10));
-    assert_eq!(dlq.len(), 2, "{dlq:#?}");
+    let dlq = read_topic(&format!("{alerts}.notify-dlq"), 3, Duration::from_secs(10));
+    assert_eq!(dlq.len(), 3, "{dlq:#?}");
     let poison = &sent[0];
     let refused = &sent[2];
+    let sloth = &sent[3];
     for (dead, original, reason, detail) in [
         (
             &dlq[0],
@@ -449,6 +460,12 @@ max_backoff = "200ms"
             refused,
             "webhook_rejected",
             "the webhook answered HTTP 400",
+        ),
+        (
+            &dlq[2],
+            sloth,
+            "webhook_failed",
+            "3 attempts, the last: timeout after 500 ms",
         ),
     ] {
         let h = |k: &str| dead.headers.get(k).cloned().unwrap_or_default();
