@@ -704,6 +704,12 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
                     break;
                 }
             }
+            if failed && shutdown.load(Ordering::SeqCst) {
+                // Stopping (e.g. a notifier cut its retries short): drop the uncommitted work
+                // without seeking; the next start resumes from the last checkpoint.
+                t.reset();
+                break;
+            }
             if failed {
                 rewind(&mut t, consumer.as_ref(), global.as_ref());
                 drop(t);
@@ -744,6 +750,10 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             }
         }
     }
+
+    // Messages still held keep librdkafka from destroying the consumer (its close would wait
+    // for them forever): release them first.
+    drop(batch);
 
     // Shutdown: finish, checkpoint, leave the group.
     {
