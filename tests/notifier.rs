@@ -482,3 +482,112 @@ max_backoff = "200ms"
         assert_eq!(dead.key, original.key);
     }
 }
+
+/// At-least-once across a crash: a record whose delivery was still retrying when the process
+/// died is delivered after the restart, with the same idempotency key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_cut_short_by_a_crash_is_made_after_the_restart_with_the_same_key() {
+    let _serial = serial();
+    let (receiver, url) = start_receiver(u32::MAX);
+    let env = env_with(
+        r#"
+[notifiers.restart]
+url = "{url}/flaky"
+topics = ["{price-alerts}"]
+timeout = "1s"
+retries = 20
+backoff = "300ms"
+max_backoff = "1s"
+"#,
+        &url,
+    );
+    let alerts = env.topic("price-alerts");
+    let mut p = TestProducer::new();
+    p.send_with_headers(&alerts, "PETR4", &alert("a-1"), &[("fluxo-id", "id-r")])
+        .await;
+    let mut child = env.start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.on("flaky").len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no attempts; log:\n{}",
+            env.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Crash (SIGKILL) while the delivery is retrying: its offset was never checkpointed.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = receiver.on("flaky").len();
+    assert!(receiver.on("flaky").iter().all(|r| r.answered == 503));
+
+    *receiver.flaky_failures.lock().unwrap() = 0;
+    let mut child = env.start();
+    let got = receiver.wait("flaky", before + 1, &env);
+    env.wait_checkpointed("notifier-restart", 1, Duration::from_secs(30));
+    common::stop(&mut child);
+
+    assert_eq!(got.len(), before + 1, "{got:#?}");
+    assert_eq!(got.last().unwrap().answered, 200);
+    assert!(got
+        .iter()
+        .all(|r| r.idempotency_key.as_deref() == Some("id-r") && r.body == got[0].body));
+    assert!(read_topic(&format!("{alerts}.notify-dlq"), 1, Duration::from_secs(3)).is_empty());
+}
+
+/// A stop (SIGTERM) while a delivery is retrying cuts it short promptly, without checkpointing
+/// it: the record is delivered after the restart, with the same idempotency key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_cut_short_by_a_stop_is_made_after_the_restart_with_the_same_key() {
+    let _serial = serial();
+    let (receiver, url) = start_receiver(u32::MAX);
+    let env = env_with(
+        r#"
+[notifiers.restart]
+url = "{url}/flaky"
+topics = ["{price-alerts}"]
+timeout = "1s"
+retries = 20
+backoff = "300ms"
+max_backoff = "1s"
+"#,
+        &url,
+    );
+    let alerts = env.topic("price-alerts");
+    let mut p = TestProducer::new();
+    p.send_with_headers(&alerts, "PETR4", &alert("a-1"), &[("fluxo-id", "id-r")])
+        .await;
+    let mut child = env.start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.on("flaky").len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no attempts; log:\n{}",
+            env.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopping = Instant::now();
+    let status = common::stop(&mut child);
+    assert!(status.success(), "{status}; log:\n{}", env.log());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "stop took {:?}",
+        stopping.elapsed()
+    );
+    let before = receiver.on("flaky").len();
+    assert!(receiver.on("flaky").iter().all(|r| r.answered == 503));
+
+    *receiver.flaky_failures.lock().unwrap() = 0;
+    let mut child = env.start();
+    let got = receiver.wait("flaky", before + 1, &env);
+    env.wait_checkpointed("notifier-restart", 1, Duration::from_secs(30));
+    common::stop(&mut child);
+
+    assert_eq!(got.len(), before + 1, "{got:#?}");
+    assert_eq!(got.last().unwrap().answered, 200);
+    assert!(got
+        .iter()
+        .all(|r| r.idempotency_key.as_deref() == Some("id-r") && r.body == got[0].body));
+    assert!(read_topic(&format!("{alerts}.notify-dlq"), 1, Duration::from_secs(3)).is_empty());
+}
