@@ -718,6 +718,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
                 continue;
             }
             if cut {
+                tracing::info!(processor = %name, "batch took over {MAX_BATCH_TIME:?}; checkpointing and polling again");
                 // A slow batch (a notifier retrying a webhook) must not keep the consumer from
                 // polling for longer than `max.poll.interval.ms`: commit what is done and read
                 // the rest again from there.

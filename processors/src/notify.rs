@@ -170,11 +170,19 @@ fn data(n: &Notification) -> Value {
     }
 }
 
+/// `text` safe inside a Slack message: `&`, `<` and `>` escaped as Slack asks, so an id such
+/// as `<!channel>` cannot ping a channel or forge a link.
+pub fn escape_slack(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 fn slack_text(n: &Notification) -> String {
     match n {
         Notification::PriceAlert(a) => format!(
             "*{}* {} {}% (from {} to {}, threshold {}%) at {}",
-            a.symbol,
+            escape_slack(&a.symbol),
             match a.direction {
                 Direction::Rise => "rose",
                 Direction::Fall => "fell",
@@ -187,7 +195,7 @@ fn slack_text(n: &Notification) -> String {
         ),
         Notification::BelowAverage(e) => format!(
             "*{}* {} its {} average: {} vs {} ({}%, {} samples) at {}",
-            e.symbol,
+            escape_slack(&e.symbol),
             match e.kind {
                 CrossingKind::Below => "fell below",
                 CrossingKind::Recovered => "recovered to",
@@ -203,12 +211,12 @@ fn slack_text(n: &Notification) -> String {
             let rules = d
                 .reasons
                 .iter()
-                .map(|r| format!("{} (+{})", r.rule_id, r.contribution))
+                .map(|r| format!("{} (+{})", escape_slack(&r.rule_id), r.contribution))
                 .collect::<Vec<_>>()
                 .join(", ");
             format!(
                 "Transaction `{}`: *{}* (score {}{}){}",
-                d.transaction_id,
+                escape_slack(&d.transaction_id),
                 decision_name(d.decision),
                 d.score,
                 if d.degraded { ", degraded" } else { "" },
@@ -441,6 +449,17 @@ mod tests {
             assert!(!body.contains("98765"), "an amount leaked: {body}");
             assert!(!body.contains("456.789"), "a document leaked: {body}");
         }
+    }
+
+    #[test]
+    fn slack_text_cannot_ping_or_link() {
+        let mut d = reject();
+        d.transaction_id = "<!channel> & <http://evil|click>".into();
+        d.reasons.truncate(1);
+        assert_eq!(
+            render(Format::Slack, &Notification::RiskDecision(d), &env()),
+            json!({"text": "Transaction `&lt;!channel&gt; &amp; &lt;http://evil|click&gt;`: *REJECT* (score 1000, degraded): blacklist_payer (+1000)"})
+        );
     }
 
     #[test]
