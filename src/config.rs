@@ -592,6 +592,8 @@ struct RawTopology {
     topics: BTreeMap<String, Spanned<TopicConfig>>,
     #[serde(default)]
     processors: BTreeMap<String, Spanned<RawProcessor>>,
+    #[serde(default)]
+    notifiers: BTreeMap<String, Spanned<crate::notifier::config::RawNotifier>>,
 }
 
 /// The whole, validated topology.
@@ -613,6 +615,8 @@ pub struct Topology {
     pub topics: BTreeMap<String, TopicConfig>,
     /// Processors by name.
     pub processors: BTreeMap<String, ProcessorConfig>,
+    /// Webhook notifiers by name (`[notifiers.<name>]`).
+    pub notifiers: BTreeMap<String, crate::notifier::config::NotifierConfig>,
     /// The data directory (`FLUXO_DATA_DIR`, `--data-dir`, default `./data`).
     pub data_dir: PathBuf,
 }
@@ -779,6 +783,29 @@ impl Topology {
             processors.insert(name, config);
         }
 
+        let mut notifiers = BTreeMap::new();
+        for (name, spanned) in raw.notifiers {
+            let span = spanned.span();
+            let config = spanned.into_inner().validate(&name, &topics).map_err(|e| {
+                err(
+                    format!("notifiers.{name}.{}", e.key),
+                    Some(span.clone()),
+                    e.message,
+                )
+            })?;
+            if processors.contains_key(&config.engine_name()) {
+                return Err(err(
+                    format!("notifiers.{name}"),
+                    Some(span),
+                    format!(
+                        "its engine name `{}` is taken by a processor",
+                        config.engine_name()
+                    ),
+                ));
+            }
+            notifiers.insert(name, config);
+        }
+
         let mut kafka = raw.kafka;
         let mut schema_registry = raw.schema_registry;
         let mut http = raw.http;
@@ -840,6 +867,7 @@ impl Topology {
             runtime: raw.runtime,
             topics,
             processors,
+            notifiers,
             data_dir: overrides
                 .data_dir
                 .clone()
@@ -852,20 +880,33 @@ impl Topology {
         format!("{topic}.dlq")
     }
 
-    /// Every topic fluxo needs: the declared ones plus a `.dlq` per processor input.
+    /// The dead-letter topic of a notifier's failed deliveries from `topic`.
+    pub fn notify_dlq_topic(topic: &str) -> String {
+        format!("{topic}.notify-dlq")
+    }
+
+    /// Every topic fluxo needs: the declared ones plus a `.dlq` per processor input and a
+    /// `.notify-dlq` per notifier topic.
     pub fn all_topics(&self) -> Vec<(String, TopicConfig)> {
         let mut all: BTreeMap<String, TopicConfig> = self.topics.clone();
-        for p in self.processors.values() {
-            for input in p.inputs.iter().chain(&p.global_inputs) {
-                let dlq = Self::dlq_topic(input);
-                all.entry(dlq).or_insert_with(|| TopicConfig {
-                    partitions: 1,
-                    cleanup_policy: CleanupPolicy::Delete,
-                    retention: Some(DurationMs(14 * 86_400_000)),
-                    schema: String::new(),
-                    key: None,
-                });
-            }
+        let processor_dlqs = self
+            .processors
+            .values()
+            .flat_map(|p| p.inputs.iter().chain(&p.global_inputs))
+            .map(|t| Self::dlq_topic(t));
+        let notifier_dlqs = self
+            .notifiers
+            .values()
+            .flat_map(|n| &n.topics)
+            .map(|t| Self::notify_dlq_topic(t));
+        for dlq in processor_dlqs.chain(notifier_dlqs) {
+            all.entry(dlq).or_insert_with(|| TopicConfig {
+                partitions: 1,
+                cleanup_policy: CleanupPolicy::Delete,
+                retention: Some(DurationMs(14 * 86_400_000)),
+                schema: String::new(),
+                key: None,
+            });
         }
         all.into_iter().collect()
     }

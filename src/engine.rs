@@ -47,6 +47,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// Longest a batch is processed before the engine checkpoints what is done and polls again.
+const MAX_BATCH_TIME: Duration = Duration::from_secs(10);
+
 /// Header carrying the deterministic id of an output record.
 pub const ID_HEADER: &str = "fluxo-id";
 /// Dead-letter headers.
@@ -395,7 +398,7 @@ impl Task {
             ),
         ];
         Output {
-            topic: Topology::dlq_topic(rec.topic),
+            topic: self.job.dead_letter_topic(rec.topic),
             key: rec.key.map(<[u8]>::to_vec),
             payload: rec.payload.map(<[u8]>::to_vec),
             headers,
@@ -875,19 +878,45 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             crate::telemetry::kafka::receive_batch(&name, &group, &mut records);
             t.job.prepare(&records);
             let mut failed = false;
-            for rec in &records {
+            let mut cut = false;
+            let batch_started = Instant::now();
+            for (i, rec) in records.iter().enumerate() {
                 let pt = processing_time(rec);
                 if let Err(e) = t.handle(rec, pt) {
                     tracing::error!(processor = %name, error = %e, "cannot process a record; rewinding to the last checkpoint");
                     failed = true;
                     break;
                 }
+                if batch_started.elapsed() >= MAX_BATCH_TIME && i + 1 < records.len() {
+                    cut = true;
+                    break;
+                }
+            }
+            if failed && shutdown.load(Ordering::SeqCst) {
+                // Stopping (e.g. a notifier cut its retries short): drop the uncommitted work
+                // without seeking; the next start resumes from the last checkpoint.
+                t.reset();
+                break;
             }
             if failed {
                 rewind(&mut t, consumer.as_ref(), global.as_ref());
                 drop(t);
                 // Give a failed dependency (store, registry) a moment before reading again.
                 std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            if cut {
+                tracing::info!(processor = %name, "batch took over {MAX_BATCH_TIME:?}; checkpointing and polling again");
+                // A slow batch (a notifier retrying a webhook) must not keep the consumer from
+                // polling for longer than `max.poll.interval.ms`: commit what is done and read
+                // the rest again from there.
+                match t.checkpoint() {
+                    Ok(()) => commit_group_offsets(consumer.as_ref(), &t),
+                    Err(e) => {
+                        tracing::error!(processor = %name, error = %e, "checkpoint failed; rewinding to the last checkpoint")
+                    }
+                }
+                rewind(&mut t, consumer.as_ref(), global.as_ref());
                 continue;
             }
         }
@@ -921,6 +950,10 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             }
         }
     }
+
+    // Messages still held keep librdkafka from destroying the consumer (its close would wait
+    // for them forever): release them first.
+    drop(batch);
 
     // Shutdown: finish, checkpoint, leave the group.
     {

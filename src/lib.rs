@@ -18,6 +18,7 @@
 //! - [`validator`]: the external document validator client of risk scoring.
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`telemetry`]: OpenTelemetry traces over OTLP, trace context in Kafka headers, logs.
+//! - [`notifier`]: webhook delivery of alerts and REJECT decisions.
 //! - [`cli`]: the `fluxo` command.
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod http;
 pub mod jobs;
 pub mod kafka;
 pub mod metrics;
+pub mod notifier;
 pub mod pipeline;
 pub mod replay;
 pub mod simulate;

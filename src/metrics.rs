@@ -225,8 +225,40 @@ pub static CONSOLIDATION_LATE_CORRECTIONS: LazyLock<prometheus::IntCounter> = La
     .expect("metric registered once")
 });
 
+/// Webhook deliveries per notifier and outcome (`delivered`, `failed` after every retry,
+/// `rejected` by a 4xx, `skipped` when the notifier does not want the event).
+pub static NOTIFIER_DELIVERIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "fluxo_notifier_deliveries_total",
+        "Webhook deliveries by notifier and outcome (failed and rejected ones are dead-lettered).",
+        &["notifier", "outcome"]
+    )
+    .expect("metric registered once")
+});
+
+/// Webhook attempts after the first, per notifier.
+pub static NOTIFIER_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "fluxo_notifier_retries_total",
+        "Webhook attempts after the first, by notifier.",
+        &["notifier"]
+    )
+    .expect("metric registered once")
+});
+
+/// Time from a delivery's first attempt to its success or its dead letter.
+pub static NOTIFIER_DELIVERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "fluxo_notifier_delivery_duration_seconds",
+        "Time from a webhook delivery's first attempt to its success or its dead letter, retries included.",
+        &["notifier", "outcome"],
+        exponential_buckets(0.001, 2.5, 14).expect("valid buckets")
+    )
+    .expect("metric registered once")
+});
+
 /// Every metric fluxo defines, registering each one on first call.
-fn collectors() -> [&'static dyn Collector; 21] {
+fn collectors() -> [&'static dyn Collector; 24] {
     [
         &*RECORDS_IN,
         &*RECORDS_OUT,
@@ -249,6 +281,9 @@ fn collectors() -> [&'static dyn Collector; 21] {
         &*HTTP_REQUESTS,
         &*HTTP_REQUEST_SECONDS,
         &*CONSOLIDATION_LATE_CORRECTIONS,
+        &*NOTIFIER_DELIVERIES,
+        &*NOTIFIER_RETRIES,
+        &*NOTIFIER_DELIVERY_SECONDS,
     ]
 }
 

@@ -1,4 +1,4 @@
-//! Starting and stopping every enabled processor of a topology.
+//! Starting and stopping every enabled processor and notifier of a topology.
 
 use crate::codec::{register_topic_schemas, registry_settings, Codec};
 use crate::config::Topology;
@@ -16,7 +16,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Register schemas and start an engine for every enabled processor.
+    /// Register schemas and start an engine for every enabled processor and notifier.
     ///
     /// # Errors
     /// When the registry refuses a schema or a job cannot be built.
@@ -52,6 +52,33 @@ impl Pipeline {
                 .name(format!("fluxo-{name}"))
                 .spawn(move || engine::run(&topo, spec, flag))?;
             threads.push((p.name.clone(), thread));
+        }
+        for n in topology.notifiers.values().filter(|n| n.enabled) {
+            let codec = Codec::new(handle.clone(), sr.clone(), ids.clone());
+            let job = crate::notifier::job::NotifierJob::new(
+                n.clone(),
+                codec,
+                topology,
+                shutdown.clone(),
+            )?;
+            let spec = EngineSpec {
+                processor: crate::notifier::processor_config(n),
+                name: n.engine_name(),
+                job: Box::new(job),
+                store: store.clone(),
+                clock: Clock::Wall,
+                freshness: None,
+                started: Arc::new(AtomicBool::new(false)),
+                bounds: None,
+            };
+            started.push(spec.started.clone());
+            let topo = topology.clone();
+            let flag = shutdown.clone();
+            let name = spec.name.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("fluxo-{name}"))
+                .spawn(move || engine::run(&topo, spec, flag))?;
+            threads.push((name, thread));
         }
         Ok(Self {
             shutdown,

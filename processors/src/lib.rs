@@ -12,6 +12,7 @@
 //! - [`below_average`]: edge-triggered events when a price crosses below its historical average.
 //! - [`risk`]: CPF/CNPJ validation, the blacklist table and behaviour rules that score transactions.
 //! - [`consolidation`]: the idempotent daily consolidated balance per account.
+//! - [`notify`]: webhook payloads and the retry schedule of the notifier.
 //!
 //! # The contract
 //! A processor implements [`Processor`]. The runtime calls [`Processor::process`] once per input
@@ -26,6 +27,7 @@ pub mod below_average;
 pub mod config;
 pub mod consolidation;
 pub mod events;
+pub mod notify;
 pub mod price_change;
 pub mod risk;
 pub mod state;

@@ -89,7 +89,7 @@ pub async fn consume(topology_path: &Path, args: ConsumeArgs) -> Result<(), Fail
         .assign(&tpl)
         .map_err(|e| anyhow::anyhow!("assigning partitions: {e}"))?;
 
-    let dlq = args.topic.ends_with(".dlq");
+    let dlq = args.topic.ends_with(".dlq") || args.topic.ends_with(".notify-dlq");
     let deadline = args
         .timeout
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));

@@ -228,6 +228,26 @@ async fn run(cli: Cli, topology_given: bool) -> Result<(), Failure> {
                     if p.enabled { "" } else { " (disabled)" }
                 );
             }
+            if !t.notifiers.is_empty() {
+                println!("notifiers:");
+            }
+            for n in t.notifiers.values() {
+                // The URL can hold a secret (Slack webhook URLs do): only its source is shown.
+                let url = match &n.url {
+                    crate::notifier::config::WebhookUrl::Literal(_) => "url".to_string(),
+                    crate::notifier::config::WebhookUrl::Env(v) => format!("env:{v}"),
+                };
+                println!(
+                    "  {:<20} format={:?} topics={:?} risk_decisions={:?} url_from={url} timeout={}ms retries={}{}",
+                    n.name,
+                    n.format,
+                    n.topics,
+                    n.risk_decisions,
+                    n.policy.timeout,
+                    n.policy.retries,
+                    if n.enabled { "" } else { " (disabled)" }
+                );
+            }
             Ok(())
         }
     }

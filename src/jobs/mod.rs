@@ -126,6 +126,11 @@ pub trait Job: Send {
 
     /// Drop all uncommitted work: the next record sees only committed state.
     fn reset(&mut self);
+
+    /// Where records of `source_topic` that this job dead-letters go (default `<topic>.dlq`).
+    fn dead_letter_topic(&self, source_topic: &str) -> String {
+        crate::config::Topology::dlq_topic(source_topic)
+    }
 }
 
 /// How one processor kind maps topics to typed inputs and typed outputs to records.

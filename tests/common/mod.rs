@@ -491,6 +491,35 @@ impl TestProducer {
         self.send_raw(topic, key, Some(&payload)).await;
     }
 
+    /// Produce framed `event` with `key` and `headers`.
+    pub async fn send_with_headers<T: AvroEvent>(
+        &mut self,
+        topic: &str,
+        key: &str,
+        event: &T,
+        headers: &[(&str, &str)],
+    ) {
+        let id = self.schema_id::<T>(topic).await;
+        let payload = frame(id, &encode_datum(event).unwrap());
+        let headers = headers
+            .iter()
+            .fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
+                h.insert(rdkafka::message::Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                })
+            });
+        let record = FutureRecord::<str, [u8]>::to(topic)
+            .key(key)
+            .payload(&payload)
+            .headers(headers);
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
     /// Produce raw bytes (or a tombstone).
     pub async fn send_raw(&self, topic: &str, key: &str, payload: Option<&[u8]>) {
         let mut record = FutureRecord::<str, [u8]>::to(topic).key(key);
