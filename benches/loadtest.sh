@@ -10,11 +10,12 @@
 # Each scenario gets a fresh broker and data directories:
 #   1. infra: `fluxo up` with a topology without processors = Tansu + embedded registry +
 #      every topic (non-default ports, so it never meets a developer's own `fluxo up`).
-#   2. drain (risk, market, ledger): DRAIN_N simulated records produced flat out into the
-#      input topic while nothing consumes it; then the passthrough (benches/loadtest.rs) copies
-#      them to `<input>.passthrough`; then `fluxo run` (the processors alone, fresh state)
-#      processes the same records. Throughput of each = records / (last acknowledged or
-#      checkpointed - first record read), so the startup of either process is left out;
+#   2. throughput (risk, market, ledger): first the passthrough (benches/loadtest.rs) alone,
+#      reading `pt-<input>` (a copy of the input topic's declaration, read by no processor) and
+#      writing `pt-<input>.out`, while `fluxo produce --simulate` sends THROUGHPUT_N records
+#      into it flat out; then `fluxo run` (the processors alone, fresh state) while the same
+#      producer sends THROUGHPUT_N records into the input topic. End-to-end throughput of each
+#      = records / (last acknowledged (passthrough) or checkpointed (fluxo) - producer start);
 #      fluxo's times come from polling its /metrics every 0.1 s.
 #   3. live (risk, risk-down): `fluxo produce --simulate transactions --rate R` for each
 #      rate:count of RISK_RUNS / DOWN_RUNS on the same `fluxo run`; the tap (benches/loadtest.rs)
@@ -30,7 +31,7 @@
 #   FLUXO_BIN, LOADTEST_BIN [built by the script]   PYTHON [python3, for the venv]
 #   BROKER [127.0.0.1:39092]  REGISTRY [http://127.0.0.1:38081]
 #   INFRA_HTTP [127.0.0.1:38079]  HTTP [127.0.0.1:38080] (the `fluxo run` under test)
-#   DRAIN_N [50000]                      records preloaded per drain (Tansu stalls past ~100k)
+#   THROUGHPUT_N [30000]                 records per throughput phase (Tansu stalls past ~100k)
 #   RISK_RUNS ["1000:20000 2500:25000 5000:50000"]   rate:count, on the risk instance
 #   DOWN_RUNS ["200:2000 1000:20000 5000:50000"]      the same with the validator down (the
 #                                        first, short run is the warm-up of a fresh instance)
@@ -50,7 +51,7 @@ BROKER=${BROKER:-127.0.0.1:39092}
 REGISTRY=${REGISTRY:-http://127.0.0.1:38081}
 INFRA_HTTP=${INFRA_HTTP:-127.0.0.1:38079}
 HTTP=${HTTP:-127.0.0.1:38080}
-DRAIN_N=${DRAIN_N:-50000}
+THROUGHPUT_N=${THROUGHPUT_N:-30000}
 RISK_RUNS=${RISK_RUNS:-"1000:20000 2500:25000 5000:50000"}
 DOWN_RUNS=${DOWN_RUNS:-"200:2000 1000:20000 5000:50000"}
 RISK_FETCH_WAIT=${RISK_FETCH_WAIT:-10ms}
@@ -97,7 +98,7 @@ hwm_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/de
 # metric_sum NAME PROCESSOR [TOPIC]: sum over the series of NAME for PROCESSOR (and TOPIC)
 metric_sum() {
   curl -sf --max-time 5 "http://$HTTP/metrics" | awk -v n="$1{" -v p="processor=\"$2\"" -v t="topic=\"${3:-}\"" '
-    index($0, n) == 1 && index($0, p) && index($0, t) { s += $NF } END { printf "%d", s }'
+    index($0, n) == 1 && index($0, p) && (t == "topic=\"\"" || index($0, t)) { s += $NF } END { printf "%d", s }'
 }
 listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 wait_ready() {  # LOG PID
@@ -124,8 +125,17 @@ start_infra() {
   fi
   FETCH_WAIT=$(sed -n 's/^fetch_wait_max = "\(.*\)".*/\1/p' "$SCEN_DIR/topology.toml")
   [[ -n $extra ]] && printf '\n%s\n' "$extra" >>"$SCEN_DIR/topology.toml"
-  # The infrastructure topology: everything up to the processors.
+  # The passthrough's input topics: like the processors' inputs, read by no processor.
+  local t schema
+  for t in transactions asset-prices ledger-entries; do
+    schema=$(awk -v h="[topics.$t]" '$0 == h { f = 1; next } f && /^schema/ { gsub(/[" ]/, "", $0); sub(/schema=/, ""); print; exit }' "$SCEN_DIR/topology.toml")
+    printf '\n[topics.pt-%s]\nschema = "%s"\npartitions = 3\n' "$t" "$schema" >>"$SCEN_DIR/topics.toml"
+  done
+  cat "$SCEN_DIR/topics.toml" >>"$SCEN_DIR/topology.toml"
+  # The infrastructure topology: everything up to the processors, and the passthrough's topics.
   awk '/^\[processors\./ { exit } { print }' "$SCEN_DIR/topology.toml" >"$SCEN_DIR/infra.toml"
+  cat "$SCEN_DIR/topics.toml" >>"$SCEN_DIR/infra.toml"
+
   for addr in "$BROKER" "${REGISTRY#http://}" "$INFRA_HTTP" "$HTTP"; do
     if listening "$addr"; then echo "loadtest: something already listens on $addr; pick other ports" >&2; exit 1; fi
   done
@@ -179,55 +189,76 @@ stop_all() {
 trap 'stop_all aborted' EXIT
 trap 'exit 130' INT TERM
 
-# produce SIM COUNT [RATE]: sets ACKED (records acknowledged) and PRODUCE_LOG; wall user sys
+# produce SIM COUNT [RATE] [TOPIC]: sets ACKED (records acknowledged) and PRODUCE_LOG; wall user sys
 # into $SCEN_DIR/last.time
 produce() {
-  local sim=$1 n=$2 rate=${3:-} TIMEFORMAT='%R %U %S' rc=0
+  local sim=$1 n=$2 rate=${3:-} topic=${4:-} TIMEFORMAT='%R %U %S' rc=0
   SEED=$((SEED + 1))
   { time "$FLUXO_BIN" --topology "$SCEN_DIR/topology.toml" produce --simulate "$sim" --count "$n" \
-      --seed "$SEED" ${rate:+--rate "$rate"} 2>"$SCEN_DIR/produce.err"; } 2>"$SCEN_DIR/last.time" || rc=$?
+      --seed "$SEED" ${rate:+--rate "$rate"} ${topic:+--topic "$topic"} 2>"$SCEN_DIR/produce.err"; } 2>"$SCEN_DIR/last.time" || rc=$?
   ((rc == 0)) || echo "loadtest: fluxo produce exited $rc: $(grep '^fluxo: error' "$SCEN_DIR/produce.err")" >&2
   PRODUCE_LOG=$(grep '^produced' "$SCEN_DIR/produce.err" | tr -d '"' || true)
   ACKED=$(sed -n 's/^produced \([0-9]*\) of .*/\1/p' "$SCEN_DIR/produce.err" | tail -1)
   ACKED=${ACKED:-0}
 }
 
-# drain SCENARIO SIM INPUT PROCESSOR...
-drain() {
+# throughput SCENARIO SIM INPUT PROCESSOR...: the passthrough, then fluxo, each fed THROUGHPUT_N
+# records by `fluxo produce` flat out while it runs
+throughput() {
   local name=$1 sim=$2 input=$3; shift 3
   local procs=("$@") p
-  echo "loadtest: $name: preloading $DRAIN_N $sim records flat out" >&2
   local load0; load0=$(loadavg)
-  produce "$sim" "$DRAIN_N"; local acked=$ACKED
-  echo "loadtest: $name: $acked acknowledged; passthrough $input -> $input.passthrough" >&2
-  local pt
-  pt=$("$LOADTEST_BIN" passthrough --bootstrap "$BROKER" --from "$input" --to "$input.passthrough" \
-    --expect "$acked" --fetch-wait-ms "${FETCH_WAIT%ms}" --timeout-s "$TIMEOUT")
-  local load_pt; load_pt=$(loadavg)
-  json_line "{\"kind\":\"passthrough\",\"scenario\":\"$name\",\"input\":\"$input\",\"load\":\"$load0 / $load_pt\",\"result\":$pt}"
+  local t0; t0=$(cpu_s "${TANSU_PID:-0}")
+  "$LOADTEST_BIN" passthrough --bootstrap "$BROKER" --from "pt-$input" --to "pt-$input.out" --start end \
+    --expect "$THROUGHPUT_N" --fetch-wait-ms "${FETCH_WAIT%ms}" --timeout-s "$TIMEOUT" >"$SCEN_DIR/passthrough.json" &
+  local pt_pid=$!
+  sleep 3   # assigned and positioned at the end before anything is produced
+  echo "loadtest: $name: passthrough pt-$input -> pt-$input.out, $THROUGHPUT_N $sim records flat out" >&2
+  local pt_t0; pt_t0=$(now_ms)
+  produce "$sim" "$THROUGHPUT_N" "" "pt-$input"
+  wait "$pt_pid" || echo "loadtest: $name: passthrough failed" >&2
+  local pt; pt=$(grep . "$SCEN_DIR/passthrough.json" || echo null)
+  json_line "{\"kind\":\"passthrough\",\"scenario\":\"$name\",\"input\":\"pt-$input\",\"producer_t0_ms\":$pt_t0,\"acked\":$ACKED,\"tansu_cpu_s\":$(awk -v a="$t0" -v b="$(cpu_s "${TANSU_PID:-0}")" 'BEGIN{printf "%.2f", b-a}'),\"load\":\"$load0 / $(loadavg)\",\"produce\":\"$(cat "$SCEN_DIR/last.time")\",\"produce_log\":\"$PRODUCE_LOG\",\"result\":$pt}"
   echo "loadtest: $name: passthrough $pt" >&2
+
   start_run "$name"
+  local deadline=$(( $(date +%s) + TIMEOUT ))
+  for p in "${procs[@]}"; do
+    until (( $(metric_sum fluxo_assigned_partitions "$p") > 0 )); do
+      (( $(date +%s) < deadline )) || { echo "loadtest: $name: $p has no partitions" >&2; break; }
+      sleep 0.2
+    done
+  done
+  sleep 2
   local -A first done_ms
-  local t_start f0 t0 deadline=$(( $(date +%s) + TIMEOUT )) pending=${#procs[@]}
+  local f0 pending=${#procs[@]} load1; load1=$(loadavg)
   f0=$(cpu_s "$RUN_PID"); t0=$(cpu_s "${TANSU_PID:-0}")
+  echo "loadtest: $name: fluxo, $THROUGHPUT_N $sim records flat out into $input" >&2
+  local run_t0; run_t0=$(now_ms)
+  produce "$sim" "$THROUGHPUT_N" &
+  local prod_pid=$!
+  SEED=$((SEED + 1))   # produce ran in a subshell: keep the next seed new
+  deadline=$(( $(date +%s) + TIMEOUT ))
   while ((pending > 0)); do
     (( $(date +%s) < deadline )) || { echo "loadtest: $name: fluxo did not finish in ${TIMEOUT}s" >&2; break; }
     local now; now=$(now_ms)
     for p in "${procs[@]}"; do
       [[ -n ${done_ms[$p]:-} ]] && continue
       if [[ -z ${first[$p]:-} ]] && (( $(metric_sum fluxo_records_in_total "$p" "$input") > 0 )); then first[$p]=$now; fi
-      if (( $(metric_sum fluxo_checkpointed_offset "$p" "$input") >= acked )); then
+      if (( $(metric_sum fluxo_checkpointed_offset "$p" "$input") >= THROUGHPUT_N )); then
         done_ms[$p]=$now; pending=$((pending - 1))
-        echo "loadtest: $name: $p checkpointed all $acked records" >&2
+        echo "loadtest: $name: $p checkpointed all $THROUGHPUT_N records" >&2
       fi
     done
     sleep 0.1
   done
+  wait "$prod_pid" || true
+  PRODUCE_LOG=$(grep '^produced' "$SCEN_DIR/produce.err" | tr -d '"' || true)
   local out=""
   for p in "${procs[@]}"; do
     out+="${out:+,}\"$p\":{\"first_in_ms\":${first[$p]:-0},\"done_ms\":${done_ms[$p]:--1}}"
   done
-  json_line "{\"kind\":\"drain\",\"scenario\":\"$name\",\"input\":\"$input\",\"records\":$acked,\"run_t0_ms\":$RUN_T0,\"processors\":{$out},\"fluxo_cpu_s\":$(awk -v a="$f0" -v b="$(cpu_s "$RUN_PID")" 'BEGIN{printf "%.2f", b-a}'),\"tansu_cpu_s\":$(awk -v a="$t0" -v b="$(cpu_s "${TANSU_PID:-0}")" 'BEGIN{printf "%.2f", b-a}'),\"load\":\"$load_pt / $(loadavg)\",\"produce\":\"$(cat "$SCEN_DIR/last.time")\",\"produce_log\":\"$PRODUCE_LOG\"}"
+  json_line "{\"kind\":\"drain\",\"scenario\":\"$name\",\"input\":\"$input\",\"records\":$THROUGHPUT_N,\"producer_t0_ms\":$run_t0,\"processors\":{$out},\"fluxo_cpu_s\":$(awk -v a="$f0" -v b="$(cpu_s "$RUN_PID")" 'BEGIN{printf "%.2f", b-a}'),\"tansu_cpu_s\":$(awk -v a="$t0" -v b="$(cpu_s "${TANSU_PID:-0}")" 'BEGIN{printf "%.2f", b-a}'),\"load\":\"$load1 / $(loadavg)\",\"produce\":\"$(cat "$SCEN_DIR/last.time")\",\"produce_log\":\"$PRODUCE_LOG\"}"
 }
 
 # live SCENARIO "rate:count ..." : paced transactions into a running risk-scoring
@@ -273,12 +304,12 @@ floor() {
 
 scenarios=("$@")
 ((${#scenarios[@]})) || scenarios=(risk risk-down market ledger)
-json_line "{\"kind\":\"run\",\"date\":\"$(date -u +%FT%TZ)\",\"host\":\"$(nproc) CPU $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)\",\"command\":\"benches/loadtest.sh ${scenarios[*]}\",\"drain_n\":$DRAIN_N,\"uptime\":\"$(uptime)\"}"
+json_line "{\"kind\":\"run\",\"date\":\"$(date -u +%FT%TZ)\",\"host\":\"$(nproc) CPU $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)\",\"command\":\"benches/loadtest.sh ${scenarios[*]}\",\"throughput_n\":$THROUGHPUT_N,\"uptime\":\"$(uptime)\"}"
 for s in "${scenarios[@]}"; do
   case $s in
     risk)
       start_infra risk "$RISK_FETCH_WAIT"
-      drain risk transactions transactions risk-scoring
+      throughput risk transactions transactions risk-scoring
       live risk "$RISK_RUNS"
       stop_run risk
       floor risk "$FLOOR_RUNS"
@@ -291,11 +322,11 @@ url = \"$VALIDATOR_URL\""
       stop_all risk-down ;;
     market)
       start_infra market "$THROUGHPUT_FETCH_WAIT"
-      drain market prices asset-prices price-change below-average
+      throughput market prices asset-prices price-change below-average
       stop_all market ;;
     ledger)
       start_infra ledger "$THROUGHPUT_FETCH_WAIT"
-      drain ledger ledger ledger-entries daily-consolidation
+      throughput ledger ledger ledger-entries daily-consolidation
       stop_all ledger ;;
     *) echo "loadtest: unknown scenario $s (risk, risk-down, market, ledger)" >&2; exit 2 ;;
   esac

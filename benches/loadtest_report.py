@@ -74,9 +74,11 @@ def plot(scenario, samples, taps, run_t0, svg):
             ax_lag.plot(xs, lag, label=p)
     ax_tp.set_ylabel("records in /s")
     ax_tp.set_title(f"{scenario}: fluxo run (t = 0 at its start)")
-    ax_tp.legend(loc="upper right", fontsize="small")
+    if ax_tp.get_legend_handles_labels()[0]:
+        ax_tp.legend(loc="upper right", fontsize="small")
     ax_lag.set_ylabel("consumer lag (records)")
-    ax_lag.legend(loc="upper right", fontsize="small")
+    if ax_lag.get_legend_handles_labels()[0]:
+        ax_lag.legend(loc="upper right", fontsize="small")
     for label, tap in taps:
         series = tap.get("series", [])
         xs = [(s["t"] * 1000 + 500 - run_t0) / 1000 for s in series]
@@ -120,30 +122,38 @@ def main():
     drains = [r for r in records if r["kind"] == "drain"]
     if drains:
         print("## Throughput: fluxo against the raw rdkafka passthrough\n")
-        print("Both read the same preloaded records of the same topic on the same broker, one after "
-              "the other, with the same client settings; records/s = records / (last acknowledged "
-              "(passthrough) or checkpointed (fluxo) − first record read).\n")
-        print("| scenario | input | records | fetch_wait_max | passthrough records/s (s) | processor "
-              "| fluxo records/s (s) | fluxo / passthrough | fluxo CPU s | passthrough CPU s | tansu CPU s (fluxo phase) "
-              "| load 1/5/15: start / after passthrough / after fluxo |")
-        print("|---|---|--:|---|--:|---|--:|--:|--:|--:|--:|---|")
+        print("Same broker, same simulated records, same client settings, one after the other: "
+              "`fluxo produce --simulate` sends the records flat out while the passthrough (`pt-<input>` → "
+              "`pt-<input>.out`), then fluxo (`<input>` → its processors), runs. End to end = records / "
+              "(last output acknowledged (passthrough) or last input checkpointed (fluxo) − producer start); "
+              "from first read = the same from the first record read.\n")
+        print("| scenario | records | fetch_wait_max | producer records/s | passthrough end to end /s (s) | processor "
+              "| fluxo end to end /s (s) | **fluxo / passthrough** | fluxo from first read /s | passthrough from first read /s "
+              "| fluxo CPU s | passthrough CPU s | tansu CPU s (fluxo / passthrough phase) "
+              "| load 1/5/15: passthrough phase / fluxo phase |")
+        print("|---|--:|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|")
         for d in drains:
             pt = pts.get(d["scenario"], {})
-            ptr = pt.get("result", {})
-            pt_rate = ptr.get("records_per_s")
+            ptr = pt.get("result") or {}
+            pt_n = ptr.get("records", 0)
+            pt_e2e, pt_secs = rate(pt_n, pt.get("producer_t0_ms", 0), ptr.get("done_ms", 0))
+            pt_read, _ = rate(pt_n, ptr.get("first_in_ms", 0), ptr.get("done_ms", 0))
+            wall = float(d["produce"].split()[0])
             for proc, times in d["processors"].items():
-                r, secs = rate(d["records"], times["first_in_ms"], times["done_ms"])
-                ratio = f"**{r / pt_rate * 100:.0f}%**" if r and pt_rate else "–"
-                load = f'{pt.get("load", "")} / {d["load"].split(" / ")[-1]}'
-                print(f'| {d["scenario"]} | {d["input"]} | {d["records"]} | {ptr.get("fetch_wait_ms", "?")} ms '
-                      f'| {fmt(pt_rate)} ({fmt(ptr.get("seconds"), ".2f")}) | {proc} | {fmt(r)} ({fmt(secs, ".2f")}) '
-                      f'| {ratio} | {d["fluxo_cpu_s"]:.1f} | {ptr.get("cpu_s", 0):.1f} | {d["tansu_cpu_s"]:.1f} | {load} |')
+                r, secs = rate(d["records"], d["producer_t0_ms"], times["done_ms"])
+                r_read, _ = rate(d["records"], times["first_in_ms"], times["done_ms"])
+                ratio = f"**{r / pt_e2e * 100:.0f}%**" if r and pt_e2e else "–"
+                print(f'| {d["scenario"]} | {d["records"]} | {ptr.get("fetch_wait_ms", "?")} ms | {d["records"] / wall:.0f} '
+                      f'| {fmt(pt_e2e)} ({fmt(pt_secs, ".2f")}) | {proc} | {fmt(r)} ({fmt(secs, ".2f")}) '
+                      f'| {ratio} | {fmt(r_read)} | {fmt(pt_read)} | {d["fluxo_cpu_s"]:.1f} | {ptr.get("cpu_s", 0):.1f} '
+                      f'| {d["tansu_cpu_s"]:.1f} / {pt.get("tansu_cpu_s", 0):.1f} | {pt.get("load", "")} ; {d["load"]} |')
         print()
         for d in drains:
-            wall = float(d["produce"].split()[0])
-            print(f'- {d["scenario"]}: preload `fluxo produce` flat out: "{d["produce_log"]}" ({wall:.1f} s wall); '
-                  f'fluxo CPU per record {d["fluxo_cpu_s"] / max(d["records"], 1) * 1e6:.0f} µs, '
-                  f'passthrough {pts.get(d["scenario"], {}).get("result", {}).get("cpu_s", 0) / max(d["records"], 1) * 1e6:.0f} µs')
+            ptr = (pts.get(d["scenario"], {}).get("result") or {})
+            print(f'- {d["scenario"]}: `fluxo produce` into fluxo\'s input: "{d["produce_log"]}"; into the passthrough\'s: '
+                  f'"{pts.get(d["scenario"], {}).get("produce_log", "")}"; CPU per record: fluxo '
+                  f'{d["fluxo_cpu_s"] / max(d["records"], 1) * 1e6:.0f} µs, passthrough '
+                  f'{ptr.get("cpu_s", 0) / max(d["records"], 1) * 1e6:.0f} µs; passthrough peak RSS {ptr.get("hwm_mib", 0):.0f} MiB')
         print()
 
     lives = [r for r in records if r["kind"] == "live"]
