@@ -2,27 +2,31 @@
 # The load test of issue 6: fluxo against a raw rdkafka passthrough on the same broker and
 # topics, with latency, lag, throughput, CPU and memory, written up as Markdown + SVG.
 #
-# Usage (repository root): benches/loadtest.sh [risk] [risk-down] [market] [ledger]
+# Usage (repository root):
+#   benches/loadtest.sh [risk] [risk-latency] [risk-down] [risk-floor] [market] [ledger]
 #   Builds what it needs (`cargo build --release`, `cargo bench --no-run --bench loadtest`)
 #   unless FLUXO_BIN and LOADTEST_BIN are set, installs matplotlib into a venv for the plots, and
-#   writes $LT_DIR/report.md (+ one SVG per scenario). Default: all four scenarios.
+#   writes $LT_DIR/report.md (+ one SVG per instance). Default: every scenario.
 #
-# Each scenario gets a fresh broker and data directories:
-#   1. infra: `fluxo up` with a topology without processors = Tansu + embedded registry +
-#      every topic (non-default ports, so it never meets a developer's own `fluxo up`).
-#   2. throughput (risk, market, ledger): first the passthrough (benches/loadtest.rs) alone,
+# Every instance gets a fresh broker and data directories (Tansu slows down as its topics
+# fill, so instances that share a broker would measure its history):
+#   infra: `fluxo up` with a topology without processors = Tansu + embedded registry + every
+#   topic (non-default ports, so it never meets a developer's own `fluxo up`); `fluxo run` (the
+#   processors alone, fresh state) runs only the scenario's processors.
+#   risk, market, ledger (throughput): first the passthrough (benches/loadtest.rs) alone,
 #      reading `pt-<input>` (a copy of the input topic's declaration, read by no processor) and
 #      writing `pt-<input>.out`, while `fluxo produce --simulate` sends THROUGHPUT_N records
-#      into it flat out; then `fluxo run` (the processors alone, fresh state) while the same
-#      producer sends THROUGHPUT_N records into the input topic. End-to-end throughput of each
-#      = records / (last acknowledged (passthrough) or checkpointed (fluxo) - producer start);
-#      fluxo's times come from polling its /metrics every 0.1 s.
-#   3. live (risk, risk-down): `fluxo produce --simulate transactions --rate R` for each
-#      rate:count of RISK_RUNS / DOWN_RUNS on the same `fluxo run`; the tap (benches/loadtest.rs)
-#      joins every decision to its transaction and records event time -> output latency in an
-#      HDR histogram. risk-down configures the external validator at VALIDATOR_URL, where
-#      nothing listens. Then (risk) `fluxo run` stops and the passthrough alone forwards paced
-#      transactions (FLOOR_RUNS): the latency floor of the broker and client settings.
+#      into it flat out; then `fluxo run` while the same producer sends THROUGHPUT_N records
+#      into the input topic. End-to-end throughput of each = records / (last acknowledged
+#      (passthrough) or checkpointed (fluxo) - producer start); fluxo's times come from
+#      polling its /metrics every 0.1 s.
+#   risk-latency, risk-down (one instance per rate:count of RISK_RUNS / DOWN_RUNS):
+#      `fluxo produce --simulate transactions --rate R`; the tap (benches/loadtest.rs) joins
+#      every decision to its transaction and records event time -> output latency in an HDR
+#      histogram. risk-down configures the external validator at VALIDATOR_URL, where nothing
+#      listens.
+#   risk-floor (one instance per rate:count of FLOOR_RUNS): the passthrough alone forwards
+#      paced transactions, measured by the same tap: the latency floor of broker and settings.
 #   Throughout, benches/loadtest_sample.py samples fluxo's /metrics (records in/out, consumer
 #   lag, checkpointed offsets) and /proc (CPU, RSS of fluxo and Tansu) every SAMPLE_S seconds.
 #
@@ -31,16 +35,14 @@
 #   FLUXO_BIN, LOADTEST_BIN [built by the script]   PYTHON [python3, for the venv]
 #   BROKER [127.0.0.1:39092]  REGISTRY [http://127.0.0.1:38081]
 #   INFRA_HTTP [127.0.0.1:38079]  HTTP [127.0.0.1:38080] (the `fluxo run` under test)
-#   THROUGHPUT_N [30000]                 records per throughput phase (Tansu stalls past ~100k)
-#   RISK_RUNS ["1000:20000 2500:25000 5000:50000"]   rate:count, on the risk instance
-#   DOWN_RUNS ["200:2000 1000:20000 5000:50000"]      the same with the validator down (the
-#                                        first, short run is the warm-up of a fresh instance)
+#   THROUGHPUT_N [10000]                 records per throughput phase
+#   RISK_RUNS ["500:5000 1000:10000 2500:12500 5000:25000"]   rate:count of risk-latency
+#   DOWN_RUNS ["1000:10000 5000:25000"]  the same for risk-down
 #   RISK_FETCH_WAIT [10ms]               fetch_wait_max of risk and risk-down (fluxo and
 #                                        passthrough); Tansu answers a fetch only when it ends
 #   THROUGHPUT_FETCH_WAIT [the topology's, 100ms]    the same for market and ledger
-#   FLOOR_RUNS ["1000:10000 5000:25000"]  rate:count of the passthrough alone, after fluxo
-#                                        stopped: the broker's own latency floor (risk only)
-#   VALIDATOR_URL [http://127.0.0.1:9]   SAMPLE_S [1]   TIMEOUT [300] seconds per wait
+#   FLOOR_RUNS ["1000:10000 5000:25000"] rate:count of risk-floor
+#   VALIDATOR_URL [http://127.0.0.1:9]   SAMPLE_S [1]   TIMEOUT [120] seconds per wait
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -51,15 +53,15 @@ BROKER=${BROKER:-127.0.0.1:39092}
 REGISTRY=${REGISTRY:-http://127.0.0.1:38081}
 INFRA_HTTP=${INFRA_HTTP:-127.0.0.1:38079}
 HTTP=${HTTP:-127.0.0.1:38080}
-THROUGHPUT_N=${THROUGHPUT_N:-30000}
-RISK_RUNS=${RISK_RUNS:-"1000:20000 2500:25000 5000:50000"}
-DOWN_RUNS=${DOWN_RUNS:-"200:2000 1000:20000 5000:50000"}
+THROUGHPUT_N=${THROUGHPUT_N:-10000}
+RISK_RUNS=${RISK_RUNS:-"500:5000 1000:10000 2500:12500 5000:25000"}
+DOWN_RUNS=${DOWN_RUNS:-"1000:10000 5000:25000"}
 RISK_FETCH_WAIT=${RISK_FETCH_WAIT:-10ms}
 THROUGHPUT_FETCH_WAIT=${THROUGHPUT_FETCH_WAIT:-}
 VALIDATOR_URL=${VALIDATOR_URL:-http://127.0.0.1:9}
 FLOOR_RUNS=${FLOOR_RUNS:-"1000:10000 5000:25000"}
 SAMPLE_S=${SAMPLE_S:-1}
-TIMEOUT=${TIMEOUT:-300}
+TIMEOUT=${TIMEOUT:-120}
 PYTHON=${PYTHON:-python3}
 RESULTS=$LT_DIR/results.jsonl
 SEED=41
@@ -132,6 +134,11 @@ start_infra() {
     printf '\n[topics.pt-%s]\nschema = "%s"\npartitions = 3\n' "$t" "$schema" >>"$SCEN_DIR/topics.toml"
   done
   cat "$SCEN_DIR/topics.toml" >>"$SCEN_DIR/topology.toml"
+  # `fluxo run` runs only the processors under test: every idle consumer polls Tansu every
+  # fetch_wait_max, and Tansu's produce path stalls under that extra load.
+  awk -v keep=" $RUN_PROCS " '
+    /^\[/ { k = 1; if ($0 ~ /^\[processors\./) { n = $0; sub(/^\[processors\./, "", n); sub(/[].].*/, "", n); k = index(keep, " " n " ") > 0 } }
+    k' "$SCEN_DIR/topology.toml" >"$SCEN_DIR/run.toml" && mv "$SCEN_DIR/run.toml" "$SCEN_DIR/topology.toml"
   # The infrastructure topology: everything up to the processors, and the passthrough's topics.
   awk '/^\[processors\./ { exit } { print }' "$SCEN_DIR/topology.toml" >"$SCEN_DIR/infra.toml"
   cat "$SCEN_DIR/topics.toml" >>"$SCEN_DIR/infra.toml"
@@ -202,6 +209,18 @@ produce() {
   ACKED=${ACKED:-0}
 }
 
+# wait_assigned PROCESSOR...: until each has its partitions, then 2 s for the first fetches
+wait_assigned() {
+  local p deadline=$(( $(date +%s) + TIMEOUT ))
+  for p in "$@"; do
+    until (( $(metric_sum fluxo_assigned_partitions "$p") > 0 )); do
+      (( $(date +%s) < deadline )) || { echo "loadtest: $p has no partitions" >&2; break; }
+      sleep 0.2
+    done
+  done
+  sleep 2
+}
+
 # throughput SCENARIO SIM INPUT PROCESSOR...: the passthrough, then fluxo, each fed THROUGHPUT_N
 # records by `fluxo produce` flat out while it runs
 throughput() {
@@ -222,14 +241,7 @@ throughput() {
   echo "loadtest: $name: passthrough $pt" >&2
 
   start_run "$name"
-  local deadline=$(( $(date +%s) + TIMEOUT ))
-  for p in "${procs[@]}"; do
-    until (( $(metric_sum fluxo_assigned_partitions "$p") > 0 )); do
-      (( $(date +%s) < deadline )) || { echo "loadtest: $name: $p has no partitions" >&2; break; }
-      sleep 0.2
-    done
-  done
-  sleep 2
+  wait_assigned "${procs[@]}"
   local -A first done_ms
   local f0 pending=${#procs[@]} load1; load1=$(loadavg)
   f0=$(cpu_s "$RUN_PID"); t0=$(cpu_s "${TANSU_PID:-0}")
@@ -238,7 +250,7 @@ throughput() {
   produce "$sim" "$THROUGHPUT_N" &
   local prod_pid=$!
   SEED=$((SEED + 1))   # produce ran in a subshell: keep the next seed new
-  deadline=$(( $(date +%s) + TIMEOUT ))
+  local deadline=$(( $(date +%s) + TIMEOUT ))
   while ((pending > 0)); do
     (( $(date +%s) < deadline )) || { echo "loadtest: $name: fluxo did not finish in ${TIMEOUT}s" >&2; break; }
     local now; now=$(now_ms)
@@ -302,33 +314,57 @@ floor() {
   done
 }
 
+# fresh_live NAME "rate:count ..." [EXTRA_TOML]: each rate on a fresh broker and `fluxo run`
+# (Tansu slows down as its topics fill, so runs on one broker would measure the broker's history)
+fresh_live() {
+  local name=$1 runs=$2 extra=${3:-} run
+  for run in $runs; do
+    RUN_PROCS=risk-scoring
+    start_infra "$name-${run%:*}" "$RISK_FETCH_WAIT" "$extra"
+    start_run "$name-${run%:*}"
+    wait_assigned risk-scoring
+    live "$name-${run%:*}" "$run"
+    stop_all "$name-${run%:*}"
+  done
+}
+
+# fresh_floor "rate:count ...": the passthrough alone, each rate on a fresh broker
+fresh_floor() {
+  local run
+  for run in $1; do
+    RUN_PROCS=risk-scoring
+    start_infra "floor-${run%:*}" "$RISK_FETCH_WAIT"
+    floor "floor-${run%:*}" "$run"
+    stop_all "floor-${run%:*}"
+  done
+}
+
 scenarios=("$@")
-((${#scenarios[@]})) || scenarios=(risk risk-down market ledger)
+((${#scenarios[@]})) || scenarios=(risk risk-latency risk-down risk-floor market ledger)
 json_line "{\"kind\":\"run\",\"date\":\"$(date -u +%FT%TZ)\",\"host\":\"$(nproc) CPU $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)\",\"command\":\"benches/loadtest.sh ${scenarios[*]}\",\"throughput_n\":$THROUGHPUT_N,\"uptime\":\"$(uptime)\"}"
 for s in "${scenarios[@]}"; do
   case $s in
     risk)
+      RUN_PROCS=risk-scoring
       start_infra risk "$RISK_FETCH_WAIT"
       throughput risk transactions transactions risk-scoring
-      live risk "$RISK_RUNS"
-      stop_run risk
-      floor risk "$FLOOR_RUNS"
       stop_all risk ;;
+    risk-latency) fresh_live risk "$RISK_RUNS" ;;
     risk-down)
-      start_infra risk-down "$RISK_FETCH_WAIT" "[processors.risk-scoring.params.external]
-url = \"$VALIDATOR_URL\""
-      start_run risk-down
-      live risk-down "$DOWN_RUNS"
-      stop_all risk-down ;;
+      fresh_live risk-down "$DOWN_RUNS" "[processors.risk-scoring.params.external]
+url = \"$VALIDATOR_URL\"" ;;
+    risk-floor) fresh_floor "$FLOOR_RUNS" ;;
     market)
+      RUN_PROCS="price-change below-average"
       start_infra market "$THROUGHPUT_FETCH_WAIT"
       throughput market prices asset-prices price-change below-average
       stop_all market ;;
     ledger)
+      RUN_PROCS=daily-consolidation
       start_infra ledger "$THROUGHPUT_FETCH_WAIT"
       throughput ledger ledger ledger-entries daily-consolidation
       stop_all ledger ;;
-    *) echo "loadtest: unknown scenario $s (risk, risk-down, market, ledger)" >&2; exit 2 ;;
+    *) echo "loadtest: unknown scenario $s (risk, risk-latency, risk-down, risk-floor, market, ledger)" >&2; exit 2 ;;
   esac
 done
 trap - EXIT
