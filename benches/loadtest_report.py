@@ -68,7 +68,7 @@ def plot(scenario, samples, taps, run_t0, svg):
             if dt > 0 and "in" in b:
                 xs.append(x)
                 tp.append((b.get("in", 0) - a.get("in", 0)) / dt)
-                lag.append(b.get("lag", 0))
+                lag.append(b.get("lag", float("nan")))
         if any(tp):
             ax_tp.plot(xs, tp, label=p)
             ax_lag.plot(xs, lag, label=p)
@@ -76,7 +76,10 @@ def plot(scenario, samples, taps, run_t0, svg):
     ax_tp.set_title(f"{scenario}: fluxo run (t = 0 at its start)")
     if ax_tp.get_legend_handles_labels()[0]:
         ax_tp.legend(loc="upper right", fontsize="small")
-    ax_lag.set_ylabel("consumer lag (records)")
+    ax_lag.set_ylabel("fluxo_consumer_lag_records")
+    if not any("lag" in row for s in samples for row in (s.get("processors") or {}).values()):
+        ax_lag.text(0.5, 0.5, "fluxo did not export fluxo_consumer_lag_records in this run",
+                    ha="center", va="center", transform=ax_lag.transAxes)
     if ax_lag.get_legend_handles_labels()[0]:
         ax_lag.legend(loc="upper right", fontsize="small")
     for label, tap in taps:
@@ -224,6 +227,12 @@ def main():
                   f'| {r["tansu_cpu_s"]} | {r["tansu_hwm_mib"]} | {r["exit"]} |')
         print()
         print("## Over time\n")
+        lagless = [r["scenario"] for r in inst
+                   if not any("lag" in row for s in load_jsonl(r["samples"])
+                              for row in (s.get("processors") or {}).values())]
+        if lagless:
+            print(f"fluxo_consumer_lag_records was never exported during {', '.join(lagless)} "
+                  "(the lag panel is empty there).\n")
         try:
             import matplotlib  # noqa: F401
             have_mpl = True
