@@ -709,7 +709,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", rt.fetch_wait_max.millis().to_string())
         .set("queued.max.messages.kbytes", "32768")
-        .set("statistics.interval.ms", "5000")
+        .set("statistics.interval.ms", "1000")
         .set(
             "session.timeout.ms",
             rt.session_timeout.millis().to_string(),

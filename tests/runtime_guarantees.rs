@@ -152,3 +152,28 @@ fn avro_types_are_used_on_the_wire() {
     assert_eq!(decode::<LedgerEntry>(&bytes), e);
     assert_eq!(LedgerEntry::SCHEMA_NAME, "LedgerEntry");
 }
+
+/// The harness itself: a runtime a test leaves running (e.g. after a failed assertion) is killed
+/// when its environment is dropped, so no `fluxo run` outlives the test binary.
+#[test]
+fn a_runtime_left_running_is_killed_with_its_environment() {
+    let _serial = serial();
+    let env = Env::new(&["daily-consolidation"], "");
+    env.create_topics();
+    let mut child = env.start();
+    let pid = child.id();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    drop(env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fluxo run {pid} still running after its environment was dropped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "killed, not exited: {status}");
+}

@@ -196,6 +196,28 @@ pub struct Env {
     pub topology: PathBuf,
     /// HTTP address of the runtime.
     pub http_addr: String,
+    /// Process ids of the `fluxo run` children started by [`Env::start`], killed when the
+    /// environment is dropped (a failed assertion must not leave a runtime running).
+    children: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let pids = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        // Only a process that is still this environment's runtime (its pid may have been reused
+        // since it stopped): its environment names this environment's HTTP address.
+        let ours = format!("FLUXO_HTTP_ADDR={}", self.http_addr);
+        for pid in pids.iter() {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            if !environ.split(|b| *b == 0).any(|var| var == ours.as_bytes()) {
+                continue;
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl Env {
@@ -220,6 +242,7 @@ impl Env {
             dir,
             topology,
             http_addr: format!("127.0.0.1:{}", free_port()),
+            children: Default::default(),
         }
     }
 
@@ -234,6 +257,7 @@ impl Env {
             dir,
             topology,
             http_addr: format!("127.0.0.1:{}", free_port()),
+            children: Default::default(),
         }
     }
 
@@ -295,6 +319,10 @@ impl Env {
             .stderr(log)
             .spawn()
             .unwrap();
+        self.children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(child.id());
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
