@@ -42,7 +42,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -72,14 +72,38 @@ pub const CHECKPOINT_READ_PATIENCE: Duration = Duration::from_secs(120);
 pub struct DeliveryContext {
     processor: String,
     failed: AtomicU64,
+    /// Sequence numbers of the outputs sent and not yet acknowledged (or failed).
+    outstanding: Mutex<BTreeSet<u64>>,
+}
+
+impl DeliveryContext {
+    /// A context for `processor`'s producer.
+    fn new(processor: &str) -> Self {
+        Self {
+            processor: processor.to_string(),
+            failed: AtomicU64::new(0),
+            outstanding: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn outstanding(&self) -> MutexGuard<'_, BTreeSet<u64>> {
+        // The set stays consistent whatever a panicking holder did: it only inserts and removes.
+        self.outstanding.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether every output with a sequence number below `end` has had its delivery report.
+    fn delivered_before(&self, end: u64) -> bool {
+        self.outstanding().first().is_none_or(|first| *first >= end)
+    }
 }
 
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: Self::DeliveryOpaque) {
+        self.outstanding().remove(&(seq as u64));
         if let Err((e, msg)) = result {
             self.failed.fetch_add(1, Ordering::SeqCst);
             metrics::PRODUCE_ERRORS
@@ -139,6 +163,23 @@ struct Task {
     txn: Option<crate::transactions::Transactions>,
     /// Appended to the topic of every produced record (replays into a fresh namespace).
     topic_suffix: String,
+    /// Sequence number of the next output produced.
+    next_seq: u64,
+    /// A checkpoint taken but not yet committed: it waits for its outputs' acknowledgements
+    /// while processing goes on (see [`Task::checkpoint_staged`]).
+    staged: Option<Staged>,
+    /// Stage checkpoints instead of blocking on acknowledgements (`effectively_once`, unbounded
+    /// runs).
+    stage_checkpoints: bool,
+}
+
+/// A checkpoint's state changes and offsets, taken at a point in the stream, committed once every
+/// output produced before that point is acknowledged.
+struct Staged {
+    batch: WriteBatch,
+    /// Outputs with a sequence number below this were produced before the snapshot.
+    outputs_end: u64,
+    taken: Instant,
 }
 
 impl Task {
@@ -168,7 +209,10 @@ impl Task {
             suffixed = format!("{}{}", out.topic, self.topic_suffix);
             suffixed.as_str()
         };
-        let mut record = BaseRecord::to(topic).headers(headers);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.producer.context().outstanding().insert(seq);
+        let mut record = BaseRecord::with_opaque_to(topic, seq as usize).headers(headers);
         if let Some(k) = &out.key {
             record = record.key(k.as_slice());
         }
@@ -185,6 +229,7 @@ impl Task {
                 Err((e, r)) => {
                     // Not retriable by waiting (e.g. message too large): count it as a failed
                     // delivery so the checkpoint refuses to move past it.
+                    self.producer.context().outstanding().remove(&seq);
                     self.producer
                         .context()
                         .failed
@@ -218,6 +263,8 @@ impl Task {
                 "{failed} deliveries failed"
             )));
         }
+        // Every output is acknowledged now: a staged checkpoint goes first.
+        self.commit_staged()?;
         if let Some(txn) = &mut self.txn {
             // Outputs and group offsets commit in Kafka first, then state in the store (see
             // `crate::transactions` for why this order keeps them consistent).
@@ -269,8 +316,92 @@ impl Task {
         }
         self.job.reset();
         self.pending.clear();
+        self.staged = None;
         self.since_checkpoint = 0;
         self.producer.context().failed.store(0, Ordering::SeqCst);
+    }
+
+    /// Commit the staged checkpoint, if any (its outputs must be acknowledged).
+    fn commit_staged(&mut self) -> Result<(), CheckpointError> {
+        let Some(staged) = self.staged.take() else {
+            return Ok(());
+        };
+        let offsets: Vec<_> = staged
+            .batch
+            .checkpoints
+            .iter()
+            .map(|c| (c.topic.clone(), c.partition, c.next_offset))
+            .collect();
+        self.store.commit(staged.batch)?;
+        for (topic, partition, next) in offsets {
+            metrics::CHECKPOINTED_OFFSET
+                .with_label_values(&[&self.name, &topic, &partition.to_string()])
+                .set(next);
+        }
+        metrics::CHECKPOINT_SECONDS
+            .with_label_values(&[&self.name])
+            .observe(staged.taken.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// The non-blocking checkpoint of the processing loop (`effectively_once`): commit the staged
+    /// checkpoint once every output produced before it is acknowledged, then stage the next one
+    /// (state changes and offsets so far, when `stage_next`) without waiting for acknowledgements. Processing goes on
+    /// meanwhile; reads see the staged writes (see `handle`). The guarantee is the blocking
+    /// checkpoint's: state and offsets reach the store together, and only after the outputs that
+    /// precede them are acknowledged. A crash loses at most the staged and the newer work, which
+    /// is then processed again from the last commit.
+    ///
+    /// # Errors
+    /// A failed delivery, outputs unacknowledged past the produce timeout, or a store error; the
+    /// caller rewinds to the last committed checkpoint.
+    fn checkpoint_staged(&mut self, stage_next: bool) -> Result<(), CheckpointError> {
+        self.producer.poll(Duration::ZERO);
+        let failed = self.producer.context().failed.swap(0, Ordering::SeqCst);
+        if failed > 0 {
+            return Err(CheckpointError::Delivery(format!(
+                "{failed} deliveries failed"
+            )));
+        }
+        if let Some(staged) = &self.staged {
+            if !self.producer.context().delivered_before(staged.outputs_end) {
+                if staged.taken.elapsed() > self.produce_timeout {
+                    return Err(CheckpointError::Delivery(format!(
+                        "outputs of a checkpoint unacknowledged after {:?}",
+                        self.produce_timeout
+                    )));
+                }
+                return Ok(());
+            }
+            self.commit_staged()?;
+            if let Some(f) = &self.freshness {
+                f.touch();
+            }
+        }
+        if !stage_next || self.since_checkpoint == 0 {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        self.job.flush(&mut batch);
+        batch.checkpoints = self
+            .pending
+            .iter()
+            .map(|((topic, partition), next)| Checkpoint {
+                processor: self.name.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next,
+            })
+            .collect();
+        self.staged = Some(Staged {
+            batch,
+            outputs_end: self.next_seq,
+            taken: Instant::now(),
+        });
+        self.pending.clear();
+        self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
+        Ok(())
     }
 
     /// The stored next offset of every partition of this processor.
@@ -317,7 +448,10 @@ impl Task {
             .inc();
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.clear();
-        let reader = StoreReader::new(&*self.store);
+        // Reads see the staged checkpoint's writes: the processor may have dropped those keys from
+        // its cache after staging them, and the store does not have them yet.
+        let reader =
+            StoreReader::with_overlay(&*self.store, self.staged.as_ref().map(|s| &s.batch.writes));
         let result = self
             .job
             .process(rec, processing_time, &reader, &mut outputs);
@@ -644,10 +778,8 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         let id = crate::transactions::transactional_id(&group, rt.instance);
         crate::transactions::configure_producer(&mut pcfg, &id);
     }
-    let producer: BaseProducer<DeliveryContext> = pcfg.create_with_context(DeliveryContext {
-        processor: name.clone(),
-        failed: AtomicU64::new(0),
-    })?;
+    let producer: BaseProducer<DeliveryContext> =
+        pcfg.create_with_context(DeliveryContext::new(&name))?;
     let produce_timeout = Duration::from_millis(rt.produce_timeout.millis().max(1) as u64);
     let txn = if exactly_once {
         let probe_topic = spec
@@ -691,6 +823,11 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             .as_ref()
             .map(|b| b.topic_suffix.clone())
             .unwrap_or_default(),
+        next_seq: 0,
+        staged: None,
+        // Transactions commit per checkpoint, and a bounded run is judged by its final commit:
+        // both keep the blocking checkpoint.
+        stage_checkpoints: !exactly_once && spec.bounds.is_none(),
     }));
     let bounds = spec.bounds.clone();
     let clock = spec.clock;
@@ -921,7 +1058,8 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             }
         }
         t.producer.poll(Duration::ZERO);
-        if batch.is_empty() && global_records == 0 && t.since_checkpoint == 0 {
+        if batch.is_empty() && global_records == 0 && t.since_checkpoint == 0 && t.staged.is_none()
+        {
             // Caught up: the views reflect everything there is.
             if let Some(f) = &t.freshness {
                 f.touch();
@@ -936,7 +1074,21 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         }
         let due = t.since_checkpoint >= rt.checkpoint_max_records
             || (t.since_checkpoint > 0 && t.last_checkpoint.elapsed() >= checkpoint_every);
-        if due {
+        if t.stage_checkpoints && (due || t.staged.is_some()) {
+            // Commits the staged checkpoint when its outputs are acknowledged; stages the next
+            // one when due.
+            match t.checkpoint_staged(due) {
+                Ok(()) => {
+                    if t.staged.is_none() {
+                        commit_group_offsets(consumer.as_ref(), &t);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(processor = %name, error = %e, "checkpoint failed; rewinding to the last checkpoint");
+                    rewind(&mut t, consumer.as_ref(), global.as_ref());
+                }
+            }
+        } else if due {
             match t.checkpoint() {
                 Ok(()) => commit_group_offsets(consumer.as_ref(), &t),
                 Err(e) if e.is_fatal() => {
@@ -1143,6 +1295,21 @@ mod tests {
         assert_eq!(partition_lag(0, &stats(1_000, 1_000, 1_000)), Some(0));
         // A watermark older than the position (stale statistics) is no negative lag.
         assert_eq!(partition_lag(0, &stats(10, 12, 12)), Some(0));
+    }
+
+    #[test]
+    fn outputs_count_as_delivered_once_every_earlier_one_has_its_report() {
+        let ctx = super::DeliveryContext::new("p");
+        assert!(ctx.delivered_before(10));
+        ctx.outstanding().extend([3, 4, 7]);
+        assert!(ctx.delivered_before(3));
+        assert!(!ctx.delivered_before(4));
+        // Reports arrive out of order across partitions: 7 before 3 and 4.
+        ctx.outstanding().remove(&7);
+        assert!(!ctx.delivered_before(8));
+        ctx.outstanding().remove(&3);
+        ctx.outstanding().remove(&4);
+        assert!(ctx.delivered_before(8));
     }
 
     #[test]

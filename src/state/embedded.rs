@@ -218,6 +218,30 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_with_an_overlay_answers_staged_writes_first() {
+        use crate::state::{StoreReader, WriteBatch};
+        use fluxo_processors::StateReader;
+        let (_dir, store) = open();
+        let mut committed = WriteBatch::new();
+        committed.put("t", b"kept", b"old");
+        committed.put("t", b"deleted", b"old");
+        committed.put("t", b"updated", b"old");
+        store.commit(committed).unwrap();
+        let mut staged = WriteBatch::new();
+        staged.put("t", b"updated", b"new");
+        staged.delete("t", b"deleted");
+        staged.put("t", b"added", b"new");
+        let reader = StoreReader::with_overlay(&store, Some(&staged.writes));
+        assert_eq!(reader.get("t", b"kept"), Some(b"old".to_vec()));
+        assert_eq!(reader.get("t", b"updated"), Some(b"new".to_vec()));
+        assert_eq!(reader.get("t", b"deleted"), None);
+        assert_eq!(reader.get("t", b"added"), Some(b"new".to_vec()));
+        assert_eq!(reader.get("other", b"updated"), None);
+        let plain = StoreReader::new(&store);
+        assert_eq!(plain.get("t", b"updated"), Some(b"old".to_vec()));
+    }
+
+    #[test]
     fn passes_the_store_conformance_suite() {
         let (_dir, store) = open();
         crate::state::conformance::run_all(&store);

@@ -37,11 +37,14 @@ pub struct Checkpoint {
     pub next_offset: i64,
 }
 
+/// Writes by `(table, key)`: `Some(value)` upserts, `None` deletes.
+pub type Writes = BTreeMap<(String, Vec<u8>), Option<Vec<u8>>>;
+
 /// Writes to commit atomically: upserts and deletes plus checkpoints.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
     /// `(table, key) -> Some(value)` upsert or `None` delete; the last write to a key wins.
-    pub writes: BTreeMap<(String, Vec<u8>), Option<Vec<u8>>>,
+    pub writes: Writes,
     /// Offsets reflected by these writes.
     pub checkpoints: Vec<Checkpoint>,
 }
@@ -124,14 +127,23 @@ pub trait StateStore: Send + Sync {
 /// [`StoreReader::take_error`].
 pub struct StoreReader<'a> {
     store: &'a dyn StateStore,
+    /// Writes not yet in the store, read first (a staged checkpoint's).
+    overlay: Option<&'a Writes>,
     error: std::cell::RefCell<Option<StoreError>>,
 }
 
 impl<'a> StoreReader<'a> {
     /// A reader over `store`.
     pub fn new(store: &'a dyn StateStore) -> Self {
+        Self::with_overlay(store, None)
+    }
+
+    /// A reader over `store` that answers from `overlay` (upserts and deletes not yet
+    /// committed, as in [`WriteBatch::writes`]) first.
+    pub fn with_overlay(store: &'a dyn StateStore, overlay: Option<&'a Writes>) -> Self {
         Self {
             store,
+            overlay,
             error: std::cell::RefCell::new(None),
         }
     }
@@ -145,6 +157,11 @@ impl<'a> StoreReader<'a> {
 
 impl StateReader for StoreReader<'_> {
     fn get(&self, table: &str, key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(overlay) = self.overlay.filter(|o| !o.is_empty()) {
+            if let Some(staged) = overlay.get(&(table.to_string(), key.to_vec())) {
+                return staged.clone();
+            }
+        }
         match self.store.get(table, key) {
             Ok(v) => v,
             Err(e) => {
