@@ -276,28 +276,11 @@ impl Task {
                 .collect();
             txn.commit(&self.producer, &offsets)?;
         }
-        let mut batch = WriteBatch::new();
-        self.job.flush(&mut batch);
-        batch.checkpoints = self
-            .pending
-            .iter()
-            .map(|((topic, partition), next)| Checkpoint {
-                processor: self.name.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-                next_offset: *next,
-            })
-            .collect();
+        let batch = self.snapshot();
         let had_work = !batch.is_empty();
+        let checkpoints = batch.checkpoints.clone();
         self.store.commit(batch)?;
-        for ((topic, partition), next) in &self.pending {
-            metrics::CHECKPOINTED_OFFSET
-                .with_label_values(&[&self.name, topic, &partition.to_string()])
-                .set(*next);
-        }
-        self.pending.clear();
-        self.since_checkpoint = 0;
-        self.last_checkpoint = Instant::now();
+        self.committed(&checkpoints);
         if let Some(f) = &self.freshness {
             f.touch();
         }
@@ -326,18 +309,9 @@ impl Task {
         let Some(staged) = self.staged.take() else {
             return Ok(());
         };
-        let offsets: Vec<_> = staged
-            .batch
-            .checkpoints
-            .iter()
-            .map(|c| (c.topic.clone(), c.partition, c.next_offset))
-            .collect();
+        let checkpoints = staged.batch.checkpoints.clone();
         self.store.commit(staged.batch)?;
-        for (topic, partition, next) in offsets {
-            metrics::CHECKPOINTED_OFFSET
-                .with_label_values(&[&self.name, &topic, &partition.to_string()])
-                .set(next);
-        }
+        self.committed(&checkpoints);
         metrics::CHECKPOINT_SECONDS
             .with_label_values(&[&self.name])
             .observe(staged.taken.elapsed().as_secs_f64());
@@ -381,27 +355,40 @@ impl Task {
         if !stage_next || self.since_checkpoint == 0 {
             return Ok(());
         }
-        let mut batch = WriteBatch::new();
-        self.job.flush(&mut batch);
-        batch.checkpoints = self
-            .pending
-            .iter()
-            .map(|((topic, partition), next)| Checkpoint {
-                processor: self.name.clone(),
-                topic: topic.clone(),
-                partition: *partition,
-                next_offset: *next,
-            })
-            .collect();
         self.staged = Some(Staged {
-            batch,
+            batch: self.snapshot(),
             outputs_end: self.next_seq,
             taken: Instant::now(),
         });
-        self.pending.clear();
+        Ok(())
+    }
+
+    /// The processor's state changes and the next offsets of the records processed since the
+    /// last snapshot, as one batch; the pending work starts afresh.
+    fn snapshot(&mut self) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        self.job.flush(&mut batch);
+        batch.checkpoints = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|((topic, partition), next_offset)| Checkpoint {
+                processor: self.name.clone(),
+                topic,
+                partition,
+                next_offset,
+            })
+            .collect();
         self.since_checkpoint = 0;
         self.last_checkpoint = Instant::now();
-        Ok(())
+        batch
+    }
+
+    /// Report `checkpoints` as committed.
+    fn committed(&self, checkpoints: &[Checkpoint]) {
+        for c in checkpoints {
+            metrics::CHECKPOINTED_OFFSET
+                .with_label_values(&[&self.name, &c.topic, &c.partition.to_string()])
+                .set(c.next_offset);
+        }
     }
 
     /// The stored next offset of every partition of this processor.

@@ -116,12 +116,6 @@ pub fn load_topology(
     Topology::load(path, &overrides)
 }
 
-/// Set up logging: human-readable on a terminal, JSON lines otherwise; level from `RUST_LOG`
-/// (see [`crate::telemetry::logs`]).
-pub fn init_logging() {
-    crate::telemetry::logs::init();
-}
-
 /// Parse the command line, run it, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     use clap::{CommandFactory, FromArgMatches};

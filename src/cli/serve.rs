@@ -40,23 +40,8 @@ pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure>
         EmbeddedStore::open_with_cache(&path, topology.state.cache_mb.unwrap_or(512))
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let freshness = Arc::new(Freshness::new(0));
-    let ready = Arc::new(AtomicBool::new(false));
-    let router = http::ops_router(AppState {
-        ready: ready.clone(),
-    })
-    .merge(api::router(ApiState {
-        store: store.clone(),
-        auth: Arc::new(api_auth()?),
-        freshness: freshness.clone(),
-    }));
-    let listener = tokio::net::TcpListener::bind(&topology.http.addr)
-        .await
-        .with_context(|| format!("binding the HTTP API to {}", topology.http.addr))?;
-    let (stop_http, mut http_stopped) = tokio::sync::watch::channel(false);
-    let http = tokio::spawn(http::serve(listener, router, async move {
-        let _ = http_stopped.wait_for(|s| *s).await;
-    }));
+    let api = ApiServer::start(&topology, store.clone()).await?;
+    let freshness = api.freshness.clone();
 
     // The replica: every topic that feeds a view, read whole by this instance.
     let topics: BTreeMap<String, ViewKind> = topology
@@ -95,16 +80,15 @@ pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure>
     println!("http        http://{}", topology.http.addr);
     println!("views       {}", path.display());
     println!("ready");
-    ready.store(true, Ordering::SeqCst);
+    api.ready.store(true, Ordering::SeqCst);
     termination().await;
     eprintln!("fluxo: stopping");
-    ready.store(false, Ordering::SeqCst);
+    api.ready.store(false, Ordering::SeqCst);
     shutdown.store(true, Ordering::SeqCst);
     let joined = tokio::task::spawn_blocking(move || replica.join())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let _ = stop_http.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), http).await;
+    api.stop().await;
     match joined {
         Ok(r) => r.map_err(Failure::Runtime),
         Err(_) => Err(Failure::Runtime(anyhow::anyhow!("the replica panicked"))),
@@ -117,23 +101,7 @@ pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure>
 async fn serve_shared(topology: &Topology) -> Result<(), Failure> {
     // Connecting blocks; the store's bridge moves this worker's tasks aside meanwhile.
     let store = open_scylla(topology)?;
-    let freshness = Arc::new(Freshness::new(0));
-    let ready = Arc::new(AtomicBool::new(false));
-    let router = http::ops_router(AppState {
-        ready: ready.clone(),
-    })
-    .merge(api::router(ApiState {
-        store: store.clone(),
-        auth: Arc::new(api_auth()?),
-        freshness: freshness.clone(),
-    }));
-    let listener = tokio::net::TcpListener::bind(&topology.http.addr)
-        .await
-        .with_context(|| format!("binding the HTTP API to {}", topology.http.addr))?;
-    let (stop_http, mut http_stopped) = tokio::sync::watch::channel(false);
-    let http = tokio::spawn(http::serve(listener, router, async move {
-        let _ = http_stopped.wait_for(|s| *s).await;
-    }));
+    let api = ApiServer::start(topology, store.clone()).await?;
     let processors: Vec<String> = topology
         .processors
         .values()
@@ -141,7 +109,7 @@ async fn serve_shared(topology: &Topology) -> Result<(), Failure> {
         .map(|p| p.name.clone())
         .collect();
     let poll_store = store.clone();
-    let poll_freshness = freshness.clone();
+    let poll_freshness = api.freshness.clone();
     let poller = tokio::spawn(async move {
         loop {
             let (s, names) = (poll_store.clone(), processors.clone());
@@ -158,12 +126,56 @@ async fn serve_shared(topology: &Topology) -> Result<(), Failure> {
     println!("http        http://{}", topology.http.addr);
     println!("views       scylla (shared with the processors)");
     println!("ready");
-    ready.store(true, Ordering::SeqCst);
+    api.ready.store(true, Ordering::SeqCst);
     termination().await;
     eprintln!("fluxo: stopping");
-    ready.store(false, Ordering::SeqCst);
+    api.ready.store(false, Ordering::SeqCst);
     poller.abort();
-    let _ = stop_http.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), http).await;
+    api.stop().await;
     Ok(())
+}
+
+/// The query API and the ops routes of `fluxo serve`, served from `store`.
+struct ApiServer {
+    /// How fresh the answers are (`as_of`).
+    freshness: Arc<Freshness>,
+    /// What `/readyz` answers.
+    ready: Arc<AtomicBool>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ApiServer {
+    /// Bind `[http] addr` and serve, not ready yet.
+    async fn start(topology: &Topology, store: Arc<dyn StateStore>) -> Result<Self, Failure> {
+        let freshness = Arc::new(Freshness::new(0));
+        let ready = Arc::new(AtomicBool::new(false));
+        let router = http::ops_router(AppState {
+            ready: ready.clone(),
+        })
+        .merge(api::router(ApiState {
+            store,
+            auth: Arc::new(api_auth()?),
+            freshness: freshness.clone(),
+        }));
+        let listener = tokio::net::TcpListener::bind(&topology.http.addr)
+            .await
+            .with_context(|| format!("binding the HTTP API to {}", topology.http.addr))?;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(http::serve(listener, router, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        Ok(Self {
+            freshness,
+            ready,
+            stop,
+            task,
+        })
+    }
+
+    /// Stop serving, waiting up to 5 s for requests in flight.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
+    }
 }
