@@ -424,11 +424,10 @@ pub struct RuntimeConfig {
     /// How long a checkpoint waits for outstanding produce acknowledgements.
     pub produce_timeout: DurationMs,
     /// `fetch.wait.max.ms` of the consumers. Kafka answers a fetch as soon as data arrives, so
-    /// this only bounds idle polling there; Tansu answers at the end of the wait, so on the dev
-    /// broker it is also the latency floor of each hop (lower it for latency, raise it to spare
-    /// the broker's CPU).
+    /// this only bounds how long an idle fetch waits.
     pub fetch_wait_max: DurationMs,
-    /// Consumer group session timeout (Tansu's coordinator can be slow to answer heartbeats).
+    /// Consumer group session timeout: how long the broker waits for a silent member before it
+    /// hands that member's partitions to the others.
     pub session_timeout: DurationMs,
     /// How input partitions are shared between instances: `group` (Kafka consumer groups,
     /// rebalancing as instances come and go) or `static` (this instance takes the partitions
@@ -437,10 +436,10 @@ pub struct RuntimeConfig {
     pub assignment: Assignment,
     /// Whether fluxo's producers are idempotent (`enable.idempotence`, default true). fluxo's
     /// guarantees do not depend on it (outputs carry deterministic ids); without it, one request
-    /// in flight keeps retried batches in order, at a cost in throughput. The shipped dev
-    /// topology turns it off: Tansu 0.6 panics in its idempotence check under retries.
+    /// in flight keeps retried batches in order, at a cost in throughput.
     pub idempotent_producer: bool,
-    /// With `static` assignment: this instance's index, from 0.
+    /// This instance's number, from 0: part of its `transactional.id` (distinct per instance,
+    /// stable across its restarts) and, with `static` assignment, its share of the partitions.
     pub instance: u32,
     /// With `static` assignment: how many instances share the partitions.
     pub instances: u32,
@@ -841,7 +840,12 @@ impl Topology {
                 ),
             ));
         }
-        if raw.runtime.instances == 0 || raw.runtime.instance >= raw.runtime.instances {
+        // `instances` splits the partitions in static assignment only; with consumer groups
+        // `instance` just names the instance (its transactional.id).
+        if raw.runtime.instances == 0
+            || (raw.runtime.assignment == Assignment::Static
+                && raw.runtime.instance >= raw.runtime.instances)
+        {
             return Err(err(
                 "runtime.instance".into(),
                 None,

@@ -34,7 +34,7 @@ use crate::config::{ProcessorConfig, Topology};
 use crate::jobs::{DeadLetter, Job, JobError, Output, RawRecord};
 use crate::metrics;
 use crate::state::{Checkpoint, StateStore, StoreReader, WriteBatch};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -576,6 +576,11 @@ fn partition_lag(partition: i32, p: &rdkafka::statistics::Partition) -> Option<i
 }
 
 impl ConsumerContext for GroupContext {
+    /// Partitions come and go by the group's rebalances. Both protocols are served: with
+    /// `cooperative-sticky` (fluxo's default) the lists name only the partitions that move, and
+    /// the others keep being read; with an eager assignor every partition is revoked and
+    /// assigned again. Either way every processed record is checkpointed before anything
+    /// moves, and an assigned partition starts at the offset stored with its state.
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -583,73 +588,115 @@ impl ConsumerContext for GroupContext {
         tpl: &mut TopicPartitionList,
     ) {
         use rdkafka::types::RDKafkaRespErr::*;
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         let mut task = lock(&self.task);
+        // A batch collected across a rebalance is dropped and read again (see the run loop).
         task.generation += 1;
         match err {
             RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let stored = task.stored_offsets();
-                let mut positioned = TopicPartitionList::new();
-                for e in tpl.elements() {
-                    let key = (e.topic().to_string(), e.partition());
-                    let offset = match stored.get(&key) {
-                        Some(o) => {
-                            metrics::CHECKPOINTED_OFFSET
-                                .with_label_values(&[
-                                    &self.name,
-                                    e.topic(),
-                                    &e.partition().to_string(),
-                                ])
-                                .set(*o);
-                            Offset::Offset(*o)
-                        }
-                        None => Offset::Beginning,
-                    };
-                    if let Err(err) =
-                        positioned.add_partition_offset(e.topic(), e.partition(), offset)
-                    {
-                        tracing::error!(processor = %self.name, error = %err, "bad assignment");
-                    }
-                    task.assigned.insert(key);
-                }
-                // Global-table records applied since the last checkpoint belong to no group
-                // partition: commit them before the fresh start, or they would be lost.
-                if let Err(e) = task.checkpoint() {
-                    tracing::error!(processor = %self.name, error = %e, "checkpoint on assign failed; global tables are re-read");
-                    task.global_rewind = true;
-                }
-                task.reset();
-                let keys: Vec<(String, i32)> = task.assigned.iter().cloned().collect();
-                if let Some(txn) = &mut task.txn {
-                    txn.on_assigned(consumer, &keys);
-                }
-                if let Err(e) = consumer.assign(&positioned) {
-                    tracing::error!(processor = %self.name, error = %e, "assign failed");
-                }
-                metrics::ASSIGNED_PARTITIONS
-                    .with_label_values(&[&self.name])
-                    .set(task.assigned.len() as i64);
-                tracing::info!(processor = %self.name, partitions = task.assigned.len(), "partitions assigned");
-                self.started.store(true, Ordering::SeqCst);
+                self.assign(consumer, &mut task, tpl, cooperative)
             }
             _ => {
                 if err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
                     tracing::error!(processor = %self.name, error = ?err, "rebalance error");
                 }
-                // Finish, flush, checkpoint; then let the partitions go.
-                if let Err(e) = task.checkpoint() {
-                    tracing::error!(processor = %self.name, error = %e, "checkpoint on revoke failed; the next owner resumes from the previous checkpoint");
-                }
-                task.reset();
-                task.assigned.clear();
-                if let Err(e) = consumer.unassign() {
-                    tracing::error!(processor = %self.name, error = %e, "unassign failed");
-                }
-                metrics::ASSIGNED_PARTITIONS
-                    .with_label_values(&[&self.name])
-                    .set(0);
-                tracing::info!(processor = %self.name, "partitions revoked");
+                self.revoke(consumer, &mut task, tpl, cooperative)
             }
         }
+    }
+}
+
+impl GroupContext {
+    /// Position the newly assigned partitions at their stored offsets and take them on.
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        task: &mut Task,
+        tpl: &TopicPartitionList,
+        cooperative: bool,
+    ) {
+        // Commit what is processed (global-table records included, which belong to no group
+        // partition) before anything changes: the reset below forgets uncommitted work.
+        if let Err(e) = task.checkpoint() {
+            tracing::error!(processor = %self.name, error = %e, "checkpoint on assign failed; work since the last checkpoint is read again");
+            task.global_rewind = true;
+        }
+        task.reset();
+        let stored = task.stored_offsets();
+        let mut positioned = TopicPartitionList::new();
+        for e in tpl.elements() {
+            let key = (e.topic().to_string(), e.partition());
+            let offset = match stored.get(&key) {
+                Some(o) => {
+                    metrics::CHECKPOINTED_OFFSET
+                        .with_label_values(&[&self.name, e.topic(), &e.partition().to_string()])
+                        .set(*o);
+                    Offset::Offset(*o)
+                }
+                None => Offset::Beginning,
+            };
+            if let Err(err) = positioned.add_partition_offset(e.topic(), e.partition(), offset) {
+                tracing::error!(processor = %self.name, error = %err, "bad assignment");
+            }
+            task.assigned.insert(key);
+        }
+        let keys: Vec<(String, i32)> = task.assigned.iter().cloned().collect();
+        if let Some(txn) = &mut task.txn {
+            txn.on_assigned(consumer, &keys);
+        }
+        let result = if cooperative {
+            consumer.incremental_assign(&positioned)
+        } else {
+            consumer.assign(&positioned)
+        };
+        if let Err(e) = result {
+            tracing::error!(processor = %self.name, error = %e, "assign failed");
+        }
+        metrics::ASSIGNED_PARTITIONS
+            .with_label_values(&[&self.name])
+            .set(task.assigned.len() as i64);
+        tracing::info!(processor = %self.name, added = tpl.count(), partitions = task.assigned.len(), "partitions assigned");
+        self.started.store(true, Ordering::SeqCst);
+    }
+
+    /// Checkpoint, then let the revoked partitions go.
+    fn revoke(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        task: &mut Task,
+        tpl: &TopicPartitionList,
+        cooperative: bool,
+    ) {
+        if consumer.assignment_lost() {
+            // The group gave these partitions away already (this member missed its session
+            // timeout): another member may be processing them, so nothing of theirs is
+            // committed here. Uncommitted work is forgotten; the retained partitions (none, for
+            // a lost assignment) are read again from their checkpoints.
+            tracing::warn!(processor = %self.name, "assignment lost (session timeout?); dropping uncommitted work");
+        } else if let Err(e) = task.checkpoint() {
+            tracing::error!(processor = %self.name, error = %e, "checkpoint on revoke failed; the next owner resumes from the previous checkpoint");
+        }
+        task.reset();
+        let result = if cooperative {
+            for e in tpl.elements() {
+                task.assigned
+                    .remove(&(e.topic().to_string(), e.partition()));
+            }
+            consumer.incremental_unassign(tpl)
+        } else {
+            task.assigned.clear();
+            consumer.unassign()
+        };
+        if let Err(e) = result {
+            tracing::error!(processor = %self.name, error = %e, "unassign failed");
+        }
+        metrics::ASSIGNED_PARTITIONS
+            .with_label_values(&[&self.name])
+            .set(task.assigned.len() as i64);
+        tracing::info!(processor = %self.name, revoked = tpl.count(), partitions = task.assigned.len(), "partitions revoked");
     }
 }
 
@@ -842,6 +889,15 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             "heartbeat.interval.ms",
             (rt.session_timeout.millis() / 10).max(100).to_string(),
         );
+    if !topology
+        .kafka
+        .client
+        .contains_key("partition.assignment.strategy")
+    {
+        // Incremental rebalancing: a member joining or leaving moves only the partitions that
+        // change owner; the others keep being processed (Kafka Streams' default too).
+        ccfg.set("partition.assignment.strategy", "cooperative-sticky");
+    }
 
     // Global inputs: every instance reads them whole, caught up before the group starts.
     let global = if spec.processor.global_inputs.is_empty() {
@@ -988,9 +1044,12 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             continue;
         }
         if t.generation != generation {
-            // A rebalance happened while collecting: the new assignment was positioned at the
-            // stored offsets, so these records will be read again.
+            // A rebalance happened while collecting: everything processed before it is
+            // checkpointed, so the partitions kept (cooperative rebalancing) go back to their
+            // stored offsets and these records are read again; new ones start there anyway.
             batch.clear();
+            rewind(&mut t, consumer.as_ref(), global.as_ref());
+            continue;
         }
         if !batch.is_empty() {
             let mut records: Vec<RawRecord<'_>> = batch
@@ -1237,8 +1296,7 @@ fn rewind(
 }
 
 /// Mirror the checkpoint into the group's committed offsets (for lag tools; not used to resume).
-/// Only in `group` assignment: a statically assigned instance has no group to report to (and
-/// Tansu's coordinator stalls on commits from a member that crashed).
+/// Only in `group` assignment: a statically assigned instance has no group to report to.
 fn commit_group_offsets(consumer: Option<&BaseConsumer<GroupContext>>, t: &Task) {
     let Some(consumer) = consumer else { return };
     // In `exactly_once` mode the offsets were committed with the transaction.

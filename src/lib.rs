@@ -12,7 +12,7 @@
 //! - [`jobs`]: each processor bound to its topics.
 //! - [`pipeline`]: starting and stopping every enabled processor.
 //! - [`replay`]: replays and backfills of one processor, what-if diffs against live outputs.
-//! - [`broker`]: installing and running the Tansu development broker.
+//! - [`engines`]: Apache Kafka and Cassandra from Maven Central, for development and tests.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API.
 //! - [`simulate`]: realistic generated data.
 //! - [`validator`]: the external document validator client of risk scoring.
@@ -23,11 +23,11 @@
 
 pub mod api;
 pub mod avro;
-pub mod broker;
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod engine;
+pub mod engines;
 pub mod http;
 pub mod jobs;
 pub mod kafka;

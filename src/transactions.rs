@@ -92,14 +92,36 @@ pub fn transactional_id(group: &str, instance: u32) -> String {
     format!("{group}-{instance}")
 }
 
+/// The transaction timeout unless `[kafka.client]` sets `transaction.timeout.ms`: Kafka Streams'
+/// exactly-once default. A member that dies with a transaction open holds back every
+/// `read_committed` consumer of its output partitions (the last stable offset stops there)
+/// until the broker aborts that transaction, at the latest this long after it began, so it is
+/// kept short; a checkpoint's transaction lasts one checkpoint interval.
+pub const TRANSACTION_TIMEOUT_MS: u64 = 10_000;
+
 /// Make `cfg` a transactional producer's configuration.
 pub fn configure_producer(cfg: &mut ClientConfig, transactional_id: &str) {
     cfg.set("transactional.id", transactional_id)
         // Transactions require idempotence, whatever `runtime.idempotent_producer` says.
         .set("enable.idempotence", "true")
-        .set("max.in.flight.requests.per.connection", "5")
-        // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
-        .set("transaction.timeout.ms", "120000");
+        .set("max.in.flight.requests.per.connection", "5");
+    let timeout = match cfg.get("transaction.timeout.ms") {
+        Some(t) => t.to_string(),
+        None => {
+            let t = TRANSACTION_TIMEOUT_MS.to_string();
+            cfg.set("transaction.timeout.ms", &t);
+            t
+        }
+    };
+    // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+    let message_timeout = cfg
+        .get("message.timeout.ms")
+        .and_then(|m| m.parse::<u64>().ok())
+        .zip(timeout.parse::<u64>().ok())
+        .map(|(m, t)| m.min(t));
+    if let Some(m) = message_timeout {
+        cfg.set("message.timeout.ms", m.to_string());
+    }
 }
 
 fn fatal_or_aborted(e: &KafkaError) -> Option<bool> {

@@ -96,8 +96,9 @@ impl Validator {
     }
 
     /// Verdicts for `documents` (normalized digits), all under one deadline: the budget counts
-    /// from `event_time` (the oldest transaction of the batch), so a decision leaves within the
-    /// SLA even when the batch waited; a transaction seen late still gets half the budget. Each
+    /// from `event_time`, the earliest arrival in Kafka of the batch's transactions (see
+    /// `fluxo_processors::risk::arrival`), so a decision leaves within the SLA even when the
+    /// batch waited; a transaction seen late still gets half the budget. Each
     /// document comes with the trace context its calls belong to (`None` when not traced).
     pub async fn validate_all(
         &self,

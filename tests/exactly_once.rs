@@ -1,16 +1,7 @@
-//! `processing_guarantee = "exactly_once"`: Kafka transactions.
-//!
-//! The dev broker (Tansu) has no transactions, so these tests run the engine against
-//! librdkafka's mock cluster (rdkafka's `MockCluster`, in-process), with the embedded schema
-//! registry and an embedded store in a temporary directory. The mock speaks the transactional
-//! protocol (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn, with
-//! producer fencing) but does not implement its effects on the log: it writes no control
-//! records, reports the last stable offset as the high watermark and no aborted transactions in
-//! fetch answers, and drops the offsets of TxnOffsetCommit (librdkafka 2.12,
-//! `rdkafka_mock_handlers.c`). So what depends on those effects — a `read_committed` consumer
-//! skipping an aborted transaction, a restart reading the offsets a transaction committed — is
-//! asserted against a real Kafka when `FLUXO_TEST_KAFKA` names one, and on the mock the tests
-//! assert and print what the mock does instead.
+//! `processing_guarantee = "exactly_once"`: Kafka transactions, against the harness's Apache
+//! Kafka broker (`common::broker`): outputs committed once, aborted transactions invisible to
+//! `read_committed` consumers, a crash between the Kafka commit and the store commit, a zombie
+//! producer fenced, and a clear start failure on brokers that cannot serve transactions.
 
 mod common;
 
@@ -21,7 +12,6 @@ use fluxo::state::{Checkpoint, Rows, StateStore, StoreError, WriteBatch};
 use fluxo_processors::events::AssetPrice;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
@@ -31,57 +21,39 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where the transactional tests run: a real Kafka (`FLUXO_TEST_KAFKA`) or the mock cluster.
+/// The broker and the topic creation of these tests.
 struct Brokers {
     bootstrap: String,
-    real: bool,
-    mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
 }
 
 impl Brokers {
     fn new() -> Self {
-        if let Ok(b) = std::env::var("FLUXO_TEST_KAFKA") {
-            return Self {
-                bootstrap: b,
-                real: true,
-                mock: None,
-            };
-        }
-        let mock = MockCluster::new(3).unwrap();
         Self {
-            bootstrap: mock.bootstrap_servers(),
-            real: false,
-            mock: Some(mock),
+            bootstrap: common::broker(),
         }
     }
 
     fn create_topics(&self, topology: &Topology) {
-        match &self.mock {
-            Some(m) => {
-                for (name, t) in topology.all_topics() {
-                    m.create_topic(&name, t.partitions, 1).unwrap();
-                }
-            }
-            None => {
-                let rt = tokio::runtime::Handle::current();
-                let t = topology.clone();
-                std::thread::spawn(move || rt.block_on(fluxo::kafka::create_topics(&t)))
-                    .join()
-                    .unwrap()
-                    .unwrap();
-            }
-        }
+        let rt = tokio::runtime::Handle::current();
+        let t = topology.clone();
+        std::thread::spawn(move || rt.block_on(fluxo::kafka::create_topics(&t)))
+            .join()
+            .unwrap()
+            .unwrap();
     }
 }
 
-/// `text` (the shipped topology) switched to `exactly_once`.
+/// `text` (a topology) switched to `exactly_once`, whatever it said.
 fn exactly_once(text: &str) -> String {
-    let from = "processing_guarantee = \"effectively_once\"";
+    let re_from = [
+        "processing_guarantee = \"effectively_once\"",
+        "processing_guarantee = \"exactly_once\"",
+    ];
     assert!(
-        text.contains(from),
-        "the shipped topology no longer sets {from}"
+        re_from.iter().any(|f| text.contains(f)),
+        "the shipped topology no longer sets processing_guarantee"
     );
-    text.replacen(from, "processing_guarantee = \"exactly_once\"", 1)
+    text.replacen(re_from[0], re_from[1], 1)
 }
 
 /// The shipped topology with only price-change enabled, in `exactly_once` mode, on `bootstrap`.
@@ -329,15 +301,9 @@ async fn store_failure_after_the_kafka_commit_repeats_no_output() {
 /// stopped; the second run starts from the store's older checkpoint, learns from the group's
 /// committed offsets which outputs are already committed, re-processes those records only to
 /// rebuild state, and produces the rest. A `read_committed` consumer sees each alert once.
-/// Real Kafka only (`FLUXO_TEST_KAFKA`): the mock cluster drops transactionally committed
-/// offsets, so the restart could not learn them there (the in-process case is covered above).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_after_a_crash_between_the_commits_repeats_no_output() {
     let brokers = Brokers::new();
-    if !brokers.real {
-        eprintln!("SKIPPED: librdkafka's mock cluster drops the offsets of TxnOffsetCommit; set FLUXO_TEST_KAFKA to run this against a real Kafka");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let mut t = topology(&brokers.bootstrap, dir.path());
     t.runtime.checkpoint_max_records = 7;
@@ -416,8 +382,7 @@ fn send_with_id(producer: &BaseProducer, topic: &str, id: &str) {
 }
 
 /// Five records produced in a transaction that is aborted, then three in one that commits:
-/// `read_uncommitted` sees all eight, `read_committed` only the three (on a real Kafka; the mock
-/// cluster shows all eight to both, which is asserted and printed so the gap stays visible).
+/// `read_uncommitted` sees all eight, `read_committed` only the three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_transaction_is_invisible_to_read_committed() {
     let brokers = Brokers::new();
@@ -457,30 +422,14 @@ async fn aborted_transaction_is_invisible_to_read_committed() {
     expected_all.extend(committed.iter().map(|s| s.to_string()));
     assert_eq!(all, expected_all);
     let visible = sorted(read_ids(&brokers.bootstrap, &alerts, "read_committed"));
-    if brokers.real {
-        assert_eq!(visible, committed);
-    } else {
-        eprintln!(
-            "NOTE: librdkafka's mock cluster does not filter aborted transactions; read_committed saw {} records. Set FLUXO_TEST_KAFKA to check the filtering on a real Kafka.",
-            visible.len()
-        );
-        assert_eq!(
-            visible, expected_all,
-            "the mock's behaviour changed: tighten this test"
-        );
-    }
+    assert_eq!(visible, committed);
 }
 
 /// A second instance starting with the same `transactional.id` fences the first: the first's
 /// next commit fails as fatal (the engine stops instead of committing over the new owner).
-/// Real Kafka only (`FLUXO_TEST_KAFKA`): the mock accepts the old epoch's commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_instance_fences_its_previous_incarnation() {
     let brokers = Brokers::new();
-    if !brokers.real {
-        eprintln!("SKIPPED: librdkafka's mock cluster does not fence older producer epochs on EndTxn; set FLUXO_TEST_KAFKA to run this against a real Kafka");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let t = topology(&brokers.bootstrap, dir.path());
     brokers.create_topics(&t);
@@ -501,18 +450,41 @@ async fn a_restarted_instance_fences_its_previous_incarnation() {
     assert!(old_txn.fatal().is_some());
 }
 
-/// Against the dev broker (Tansu, no transactions) `fluxo run` in `exactly_once` mode stops
-/// within seconds with an error saying so, instead of hanging at its first checkpoint.
+/// Against brokers that cannot serve transactions (here a Kafka whose transaction log needs
+/// three replicas on one node, so no transaction coordinator ever becomes available) `fluxo run`
+/// in `exactly_once` mode stops within seconds with an error saying so, instead of hanging at
+/// its first checkpoint.
 #[test]
-fn exactly_once_on_the_dev_broker_fails_fast_with_a_clear_error() {
+fn exactly_once_without_transactions_fails_fast_with_a_clear_error() {
     let _serial = common::serial();
+    let broker_dir = tempfile::tempdir().unwrap();
+    let address = format!("127.0.0.1:{}", common::free_port());
+    let _broker = fluxo::engines::kafka::Broker::start_with(
+        &address,
+        broker_dir.path(),
+        &[(
+            "FLUXO_KAFKA_PROPS",
+            "transaction.state.log.replication.factor=3".to_string(),
+        )],
+    )
+    .unwrap();
     let env = common::Env::new(&["price-change"], "");
     let text = exactly_once(&std::fs::read_to_string(&env.topology).unwrap());
     std::fs::write(&env.topology, text).unwrap();
-    env.create_topics();
+    let with_broker = |mut c: std::process::Command| {
+        c.env("FLUXO_BOOTSTRAP_SERVERS", &address);
+        c
+    };
+    let out = with_broker(env.command(&["topics", "create"]))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let started = Instant::now();
-    let mut child = env
-        .command(&["run"])
+    let mut child = with_broker(env.command(&["run"]))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -538,5 +510,5 @@ fn exactly_once_on_the_dev_broker_fails_fast_with_a_clear_error() {
         "{stderr}"
     );
     assert!(stderr.contains("effectively_once"), "{stderr}");
-    assert!(elapsed < Duration::from_secs(45), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
 }

@@ -40,13 +40,9 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) 
 async fn balances_are_served_by_run_and_by_serve_and_survive_the_broker_going_away() {
     let _serial = serial();
     // A broker of this test's own, so it can be stopped.
-    let tansu = fluxo::broker::ensure_tansu().unwrap();
     let broker_dir = tempfile::tempdir().unwrap();
     let broker_addr = format!("127.0.0.1:{}", free_port());
-    let mut broker = fluxo::broker::Broker::start(&tansu, &broker_addr, broker_dir.path()).unwrap();
-    while !fluxo::broker::is_listening(&broker_addr) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut broker = fluxo::engines::kafka::Broker::start(&broker_addr, broker_dir.path()).unwrap();
     let env = Env::new(&["daily-consolidation"], "");
     let with_broker = |mut c: std::process::Command| {
         c.env("FLUXO_BOOTSTRAP_SERVERS", &broker_addr)

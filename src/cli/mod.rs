@@ -35,8 +35,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run everything on one machine: install and start the Tansu broker if needed, the
-    /// embedded schema registry, the state store, every processor and the HTTP API.
+    /// Run everything on one machine: start Apache Kafka (fetched from Maven Central on first
+    /// use) unless a broker already listens, the embedded schema registry, the state store, every processor and the HTTP API.
     Up(up::UpArgs),
     /// Run the processors only, against the brokers, registry and state the topology names.
     Run(up::RunArgs),

@@ -2,8 +2,9 @@
 
 use super::{load_topology, Failure};
 use crate::api::{self, ApiState, Auth, Freshness};
-use crate::broker::{ensure_tansu, is_listening, Broker};
 use crate::config::{Backend, Topology};
+use crate::engines::is_listening;
+use crate::engines::kafka::Broker;
 use crate::http::{self, AppState};
 use crate::pipeline::Pipeline;
 use crate::state::embedded::EmbeddedStore;
@@ -210,14 +211,13 @@ pub async fn up(topology_path: &Path, args: UpArgs) -> Result<(), Failure> {
     if is_listening(&broker_addr) {
         eprintln!("fluxo: a broker already listens on {broker_addr}; using it");
     } else {
-        let tansu = tokio::task::spawn_blocking(ensure_tansu)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))??;
-        broker = Some(Broker::start(
-            &tansu,
-            &broker_addr,
-            &data_dir.join("broker"),
-        )?);
+        let dir = data_dir.join("kafka");
+        let addr = broker_addr.clone();
+        broker = Some(
+            tokio::task::spawn_blocking(move || Broker::start(&addr, &dir))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))??,
+        );
     }
 
     // The schema registry.

@@ -5,8 +5,8 @@
 //! (when configured) has not cached are checked concurrently under one deadline; the verdicts go
 //! into each transaction's input. Every decision is logged as one JSON line on the `fluxo::audit`
 //! target (documents masked; opt-in with `RUST_LOG=...,fluxo::audit=info`; the line carries the
-//! decision's `trace_id` when tracing is on) and measured: latency from event time, SLA
-//! breaches, outcomes.
+//! decision's `trace_id` when tracing is on) and measured: latency from arrival in Kafka (the
+//! later of event time and the record's timestamp), SLA breaches, outcomes.
 
 use super::{Binding, JobError, Output, RawRecord};
 use crate::codec::Codec;
@@ -77,7 +77,10 @@ impl Binding for RiskBinding {
         for rec in batch.iter().filter(|r| r.topic == self.transactions) {
             match codec.decode::<Transaction>(rec.payload) {
                 Ok(tx) => {
-                    oldest = oldest.min(tx.event_time);
+                    oldest = oldest.min(fluxo_processors::risk::arrival(
+                        tx.event_time,
+                        rec.timestamp,
+                    ));
                     for doc in [&tx.payer_document, &tx.payee_document] {
                         if documents::validate(doc).is_ok() {
                             let digits = documents::normalize(doc);

@@ -1,9 +1,10 @@
-//! Shared harness of the integration tests: a real Tansu broker over a real socket, the embedded
+//! Shared harness of the integration tests: a real Apache Kafka broker over a real socket, the embedded
 //! schema registry, topologies with topic names unique to each test, the `fluxo` binary as a
 //! child process, and helpers to produce and read records.
 //!
-//! The broker is `FLUXO_TEST_BOOTSTRAP` when set (CI starts one); otherwise the harness starts
-//! Tansu itself on a free port (installing it into the cache first if needed).
+//! The broker is `FLUXO_TEST_BOOTSTRAP` when set; otherwise the harness starts a single-node
+//! Apache Kafka of its own on a free port (`scripts/kafka`, fetched from Maven Central into the
+//! cache on first use).
 
 #![allow(dead_code)]
 
@@ -22,8 +23,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Broker tests of one test binary run one at a time: the dev broker (SQLite underneath) slows
-/// to a crawl under several concurrent heavy writers, which tests nothing of fluxo.
+/// Broker tests of one test binary run one at a time: each starts `fluxo` processes against the
+/// binary's broker, and several at once on a 2-core machine starve each other (and the broker)
+/// into timeouts that test nothing of fluxo.
 /// Each `#[tokio::test]` runs on a runtime of its own, so holding this across `.await` blocks
 /// only other tests, which is the point.
 pub fn serial() -> Serial {
@@ -45,31 +47,15 @@ pub fn free_port() -> u16 {
 
 struct OwnedBroker {
     address: String,
-    _broker: Option<fluxo::broker::Broker>,
+    _broker: Option<fluxo::engines::kafka::Broker>,
     _dir: Option<tempfile::TempDir>,
 }
 
 static BROKER: OnceLock<OwnedBroker> = OnceLock::new();
 
-/// The broker lives in a static, which is never dropped: a watchdog process stops it once this
-/// test binary has exited, so no test run leaves a Tansu behind.
-// The watchdog outlives this process by design; init reaps it.
-#[allow(clippy::zombie_processes)]
-fn reap_with_this_process(broker_pid: u32) {
-    let script = format!(
-        "while kill -0 {me} 2>/dev/null; do sleep 1; done; kill {broker_pid} 2>/dev/null",
-        me = std::process::id()
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning the broker watchdog");
-}
-
-/// The test broker's bootstrap address.
+/// The test broker's bootstrap address: `FLUXO_TEST_BOOTSTRAP` when set, otherwise an Apache
+/// Kafka of this test binary's own on a free port. It lives in a static, which is never dropped:
+/// a watchdog stops it once this test binary has exited, so no test run leaves a broker behind.
 pub fn broker() -> String {
     BROKER
         .get_or_init(|| {
@@ -80,16 +66,11 @@ pub fn broker() -> String {
                     _dir: None,
                 };
             }
-            let tansu = fluxo::broker::ensure_tansu().expect("tansu");
             let dir = tempfile::tempdir().unwrap();
             let address = format!("127.0.0.1:{}", free_port());
-            let b = fluxo::broker::Broker::start(&tansu, &address, dir.path()).unwrap();
-            reap_with_this_process(b.pid());
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !fluxo::broker::is_listening(&address) {
-                assert!(Instant::now() < deadline, "tansu did not start");
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let b = fluxo::engines::kafka::Broker::start(&address, dir.path())
+                .expect("starting Apache Kafka");
+            fluxo::engines::stop_with_process(b.pid(), std::process::id()).unwrap();
             OwnedBroker {
                 address,
                 _broker: Some(b),
@@ -247,11 +228,24 @@ impl Env {
     }
 
     /// A second environment for another instance of the same deployment: the same topology
-    /// (topics, consumer groups) with a data directory and HTTP address of its own.
+    /// (topics, consumer groups) with a data directory, HTTP address and `runtime.instance`
+    /// (so a transactional.id) of its own.
     pub fn sibling(&self) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(1);
         let dir = tempfile::tempdir().unwrap();
         let topology = dir.path().join("topology.toml");
-        std::fs::copy(&self.topology, &topology).unwrap();
+        let text = std::fs::read_to_string(&self.topology).unwrap();
+        assert!(
+            text.contains("\ninstance = 0\n"),
+            "no `instance = 0` in the topology"
+        );
+        let instance = NEXT.fetch_add(1, Ordering::SeqCst);
+        std::fs::write(
+            &topology,
+            text.replacen("\ninstance = 0\n", &format!("\ninstance = {instance}\n"), 1),
+        )
+        .unwrap();
         Self {
             suffix: self.suffix.clone(),
             dir,
@@ -475,9 +469,7 @@ impl TestProducer {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", broker())
             .set("linger.ms", "5")
-            // Tansu 0.6 panics in its idempotence check under retries (see topology.toml).
-            .set("enable.idempotence", "false")
-            .set("max.in.flight.requests.per.connection", "1")
+            .set("enable.idempotence", "true")
             .set("queue.buffering.max.messages", "500000")
             .create()
             .unwrap();
@@ -627,28 +619,75 @@ pub fn read_topic(topic: &str, n: usize, timeout: Duration) -> Vec<ReadRecord> {
     let mut out = Vec::new();
     while out.len() < n && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push(ReadRecord {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec),
-                headers: m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .filter_map(|h| {
-                                Some((
-                                    h.key.to_string(),
-                                    String::from_utf8_lossy(h.value?).into_owned(),
-                                ))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
+            out.push(read_record(&m));
         }
     }
     out
+}
+
+/// Every record of `topic` a `read_committed` consumer sees, read until each partition reports
+/// its end (transaction markers and aborted records take offsets, so a count of offsets says
+/// nothing of how many records there are to read).
+pub fn read_to_end(topic: &str, timeout: Duration) -> Vec<ReadRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut open = std::collections::HashSet::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .unwrap();
+            open.insert(p.id());
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while !open.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: partitions {open:?} not read to their end within {timeout:?}"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(read_record(&m)),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn read_record(m: &rdkafka::message::BorrowedMessage<'_>) -> ReadRecord {
+    ReadRecord {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|h| {
+                        Some((
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value?).into_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
 }
 
 /// Decode a framed value of `T` with the schema fluxo ships (the test registry holds the same).

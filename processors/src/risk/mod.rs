@@ -38,8 +38,9 @@
 //! ([`documents::mask`]); external free text (blacklist reason and source, validator message)
 //! is quoted after [`documents::redact_documents`] and cut at 200 characters.
 //!
-//! `decided_at = ctx.meta.processing_time`, `latency_ms = decided_at − event_time`. All windows
-//! are event time.
+//! `decided_at = ctx.meta.processing_time`, `latency_ms = decided_at − arrival`, where arrival is
+//! the later of the event time and the record's Kafka timestamp ([`arrival`]): the SLA clock
+//! starts when the transaction enters Kafka. All windows are event time.
 //!
 //! # What the processor learns
 //! - Velocity history: every transaction of a valid payer (attempts count, even rejected ones).
@@ -101,7 +102,7 @@ pub use config::{
     RulesConfig, VelocityLongRule, VelocityRule, MAX_SCORE,
 };
 pub use processor::{
-    decision_for, rule_ids, ExternalValidation, ExternalVerdict, RiskInput, RiskProcessor,
+    arrival, decision_for, rule_ids, ExternalValidation, ExternalVerdict, RiskInput, RiskProcessor,
 };
 
 use crate::events::{Decision, RiskDecision, Transaction, TransactionKind};

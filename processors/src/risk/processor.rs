@@ -731,6 +731,7 @@ impl RiskProcessor {
         }
 
         let decided_at = ctx.meta.processing_time;
+        let arrived = arrival(tx.event_time, ctx.meta.timestamp);
         let out = RiskDecision {
             transaction_id: tx.transaction_id,
             score,
@@ -739,12 +740,21 @@ impl RiskProcessor {
             degraded,
             event_time: tx.event_time,
             decided_at,
-            latency_ms: decided_at.saturating_sub(tx.event_time),
+            latency_ms: decided_at.saturating_sub(arrived),
         };
         self.pending.push(out.clone());
         ctx.emit(out);
         Ok(())
     }
+}
+
+/// When a transaction entered the pipeline: the later of its event time and its record's Kafka
+/// timestamp. The SLA clock starts there, so a transaction produced late (a backlog, a demo
+/// with event times in the past, a replay) is not counted as slow for time it spent before it
+/// reached Kafka, and one stamped in the future by a skewed client clock is not counted before
+/// it happened.
+pub fn arrival(event_time: Millis, kafka_timestamp: Option<Millis>) -> Millis {
+    kafka_timestamp.map_or(event_time, |ts| ts.max(event_time))
 }
 
 impl Processor for RiskProcessor {

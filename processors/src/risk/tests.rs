@@ -108,13 +108,23 @@ impl Harness {
         input: RiskInput,
         processing_time: Millis,
     ) -> Result<Vec<RiskDecision>, Rejection> {
+        self.input_at(input, None, processing_time)
+    }
+
+    /// `input` as a record stamped `timestamp` by Kafka.
+    fn input_at(
+        &mut self,
+        input: RiskInput,
+        timestamp: Option<Millis>,
+        processing_time: Millis,
+    ) -> Result<Vec<RiskDecision>, Rejection> {
         let mut out = Vec::new();
         self.offset += 1;
         let meta = RecordMeta {
             topic: "transactions",
             partition: 0,
             offset: self.offset,
-            timestamp: None,
+            timestamp,
             processing_time,
         };
         let mut ctx = Context::new(meta, &self.state, &mut out);
@@ -162,6 +172,34 @@ fn clean_transaction_is_approved_with_latency() {
             latency_ms: 150,
         }
     );
+}
+
+/// The SLA clock starts when the transaction reached Kafka: a transaction whose event time is 20
+/// minutes old but that was produced 40 ms before the decision has a latency of 40 ms; one
+/// stamped by Kafka before its (skewed, future) event time counts from the event time.
+#[test]
+fn latency_counts_from_the_later_of_event_time_and_kafka_arrival() {
+    let mut h = Harness::new(Config::default());
+    let t0 = noon();
+    let arrived = t0 + 20 * 60_000;
+    let tx_late = RiskInput::Transaction {
+        tx: tx("late", PAYER, PAYEE, "10.00", t0),
+        validation: ExternalValidation::not_configured(),
+    };
+    let out = h.input_at(tx_late, Some(arrived), arrived + 40).unwrap();
+    assert_eq!(out[0].latency_ms, 40);
+    assert_eq!(out[0].event_time, t0);
+    assert_eq!(out[0].decided_at, arrived + 40);
+
+    let skewed = RiskInput::Transaction {
+        tx: tx("skewed", PAYER, PAYEE, "10.00", t0 + 5_000),
+        validation: ExternalValidation::not_configured(),
+    };
+    let out = h.input_at(skewed, Some(t0), t0 + 5_100).unwrap();
+    assert_eq!(out[0].latency_ms, 100);
+
+    // No Kafka timestamp (a record without one): event time, as before.
+    assert_eq!(arrival(t0, None), t0);
 }
 
 #[test]

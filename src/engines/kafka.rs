@@ -1,0 +1,71 @@
+//! Apache Kafka, single node in KRaft mode, from `scripts/kafka`: the development broker of
+//! `fluxo up`, the test harness and the benches.
+
+use super::Service;
+use std::path::Path;
+use std::time::Duration;
+
+/// The launcher, `scripts/kafka DATA_DIR PORT [CONTROLLER_PORT]`.
+pub const SCRIPT: &str = include_str!("../../scripts/kafka");
+
+/// How long a start may take: the first one fetches Kafka from Maven Central.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A running Kafka broker, stopped when dropped.
+pub struct Broker {
+    service: Service,
+    /// Its `host:port` for clients.
+    pub address: String,
+}
+
+impl Broker {
+    /// Start a broker for clients on `address` (`127.0.0.1:port`), its data under `dir`
+    /// (formatted on first start, kept after), and wait until it serves.
+    ///
+    /// # Errors
+    /// When the address has no port, or the broker does not start.
+    pub fn start(address: &str, dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(address, dir, &[])
+    }
+
+    /// [`Broker::start`] with extra environment for the launcher (`FLUXO_KAFKA_PROPS`, ...).
+    ///
+    /// # Errors
+    /// As [`Broker::start`].
+    pub fn start_with(address: &str, dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
+        let port = address
+            .rsplit_once(':')
+            .map(|(_, p)| p.to_string())
+            .ok_or_else(|| anyhow::anyhow!("`{address}`: the broker address needs a port"))?;
+        let service = Service::start("kafka", SCRIPT, dir, &[port], env, START_TIMEOUT)?;
+        Ok(Self {
+            service,
+            address: address.to_string(),
+        })
+    }
+
+    /// The launcher's process id (also its process group's).
+    pub fn pid(&self) -> u32 {
+        self.service.pid()
+    }
+
+    /// The broker JVM's process id.
+    pub fn jvm_pid(&self) -> Option<u32> {
+        self.service.engine_pid()
+    }
+
+    /// True while the broker runs.
+    pub fn is_running(&mut self) -> bool {
+        self.service.is_running()
+    }
+
+    /// Stop the broker: SIGTERM (controlled shutdown), then SIGKILL after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        self.service.stop(grace);
+    }
+
+    /// SIGKILL the broker, as a crash would.
+    pub fn kill(&mut self) {
+        self.service.kill();
+    }
+}
