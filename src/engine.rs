@@ -951,6 +951,13 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
                 lock(&task)
                     .handle(&rec, pt)
                     .map_err(|e| anyhow::anyhow!("restoring global tables: {e}"))?;
+            } else {
+                // Idle: the consumer's position also moves over what is never delivered
+                // (transaction markers, aborted records), which message offsets cannot show.
+                for (key, p) in consumer_positions(&consumer) {
+                    let slot = positions.entry(key).or_insert(p);
+                    *slot = (*slot).max(p);
+                }
             }
         }
         let mut t = lock(&task);
@@ -1233,7 +1240,23 @@ fn assign_static(
 /// (processed or checkpointed), or the consumer's position (which also moves past offsets
 /// holding no record, such as transaction markers), is at or past the end.
 fn reached_ends(t: &Task, consumer: &BaseConsumer<GroupContext>, bounds: &Bounds) -> bool {
-    let positions: BTreeMap<(String, i32), i64> = consumer
+    let positions = consumer_positions(consumer);
+    let stored = t.stored_offsets();
+    t.assigned.iter().all(|key| {
+        let Some(end) = bounds.ends.get(key) else {
+            return true;
+        };
+        let next = t.pending.get(key).or(stored.get(key)).copied();
+        next.is_some_and(|n| n >= *end) || positions.get(key).is_some_and(|p| p >= end)
+    })
+}
+
+/// The next offset `consumer` will hand over, per assigned partition that has one. It moves past
+/// records never delivered (transaction markers, aborted transactions under `read_committed`).
+fn consumer_positions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+) -> BTreeMap<(String, i32), i64> {
+    consumer
         .position()
         .map(|tpl| {
             tpl.elements()
@@ -1244,15 +1267,7 @@ fn reached_ends(t: &Task, consumer: &BaseConsumer<GroupContext>, bounds: &Bounds
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    let stored = t.stored_offsets();
-    t.assigned.iter().all(|key| {
-        let Some(end) = bounds.ends.get(key) else {
-            return true;
-        };
-        let next = t.pending.get(key).or(stored.get(key)).copied();
-        next.is_some_and(|n| n >= *end) || positions.get(key).is_some_and(|p| p >= end)
-    })
+        .unwrap_or_default()
 }
 
 /// Throw away uncommitted work and re-read every partition (group and global) from its
