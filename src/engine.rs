@@ -979,12 +979,13 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         })?;
         let inputs: Vec<&str> = spec.processor.inputs.iter().map(String::as_str).collect();
         match rt.assignment {
-            crate::config::Assignment::Group => c.subscribe(&inputs)?,
+            // A bounded run (a replay) reads exactly its partitions, whatever the topology says.
             _ if bounds.is_some() => {
                 let only = bounds.as_ref().map(|b| &b.ends);
                 assign_static(&c, &task, &inputs, 0, 1, only)?;
                 spec.started.store(true, Ordering::SeqCst);
             }
+            crate::config::Assignment::Group => c.subscribe(&inputs)?,
             crate::config::Assignment::Static => {
                 assign_static(&c, &task, &inputs, rt.instance, rt.instances, None)?;
                 spec.started.store(true, Ordering::SeqCst);

@@ -91,9 +91,50 @@ pub async fn create_topics(topology: &Topology) -> anyhow::Result<Vec<String>> {
             }
         }
         if !retry {
-            return Ok(created);
+            break;
         }
     }
+    // Kafka answers the creation before every partition has a leader; clients that look a new
+    // topic up meanwhile get NotLeaderForPartition. Wait until they would not.
+    let names: Vec<String> = topics.iter().map(|(n, _)| n.clone()).collect();
+    let config = client_config(topology)?;
+    tokio::task::spawn_blocking(move || wait_for_leaders(&config, &names, Duration::from_secs(30)))
+        .await??;
+    Ok(created)
+}
+
+/// Wait until every partition of `topics` has a leader, up to `timeout`.
+fn wait_for_leaders(
+    config: &ClientConfig,
+    topics: &[String],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = config.create()?;
+    let deadline = std::time::Instant::now() + timeout;
+    for topic in topics {
+        loop {
+            let ready = match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+                Ok(md) => md.topics().iter().all(|t| {
+                    t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions()
+                            .iter()
+                            .all(|p| p.error().is_none() && p.leader() >= 0)
+                }),
+                Err(_) => false,
+            };
+            if ready {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "topic {topic} has partitions without a leader after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
 }
 
 fn topic_settings(t: &TopicConfig) -> Vec<(&'static str, String)> {

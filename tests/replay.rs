@@ -121,6 +121,11 @@ fn replay(env: &Env, args: &[&str]) -> Output {
     }
 }
 
+/// What the last replay of `env` printed on stderr.
+fn out_err(env: &Env) -> Vec<u8> {
+    std::fs::read(env.dir.path().join("replay.err")).unwrap_or_default()
+}
+
 fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -203,7 +208,11 @@ async fn replays_are_deterministic_fresh_leaves_live_alone_and_live_rebuild_matc
                 id,
             ],
         ));
-        assert!(out.contains(&format!("records read          {n}")), "{out}");
+        assert!(
+            out.contains(&format!("records read          {n}")),
+            "{out}\n{}",
+            String::from_utf8_lossy(&out_err(&env))
+        );
         assert!(out.contains("records dead-lettered 7"), "{out}");
         assert!(
             out.contains(&format!("records emitted       {}", live_before.0.len())),

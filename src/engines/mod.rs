@@ -9,6 +9,7 @@
 //! runs it as a [`Service`] in a process group of its own, so that stopping or killing the group
 //! reaches the JVM behind the script.
 
+pub mod cassandra;
 pub mod kafka;
 
 use anyhow::Context as _;
@@ -168,17 +169,27 @@ pub fn signal_group(pgid: u32, signal: &str) {
         .status();
 }
 
-/// Stop process group `pgid` once the process `owner` has exited, whatever way it exits: test
-/// binaries keep their engines in statics, which are never dropped.
+/// Stop process group `pgid` once the process `owner` has exited, whatever way it exits, then
+/// remove `cleanup` (the engine's data directory) if given: test binaries keep their engines in
+/// statics, which are never dropped.
 // The watchdog outlives the caller by design; init reaps it.
 #[allow(clippy::zombie_processes)]
-pub fn stop_with_process(pgid: u32, owner: u32) -> anyhow::Result<()> {
-    let script = format!(
-        "while kill -0 {owner} 2>/dev/null; do sleep 1; done; \
-         kill -TERM -{pgid} 2>/dev/null; sleep 10; kill -KILL -{pgid} 2>/dev/null"
-    );
+pub fn stop_with_process(pgid: u32, owner: u32, cleanup: Option<&Path>) -> anyhow::Result<()> {
+    // dash's `kill` takes `-SIG -PGID` (no `--`).
+    let script = "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; \
+         kill -TERM -\"$2\" 2>/dev/null; \
+         for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -\"$2\" 2>/dev/null || break; sleep 1; done; \
+         kill -KILL -\"$2\" 2>/dev/null; \
+         if [ -n \"$3\" ]; then rm -rf \"$3\"; fi";
     Command::new("sh")
-        .args(["-c", &script])
+        .args([
+            "-c",
+            script,
+            "watchdog",
+            &owner.to_string(),
+            &pgid.to_string(),
+        ])
+        .arg(cleanup.map(Path::as_os_str).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -186,6 +197,23 @@ pub fn stop_with_process(pgid: u32, owner: u32) -> anyhow::Result<()> {
         .spawn()
         .context("spawning an engine watchdog")?;
     Ok(())
+}
+
+/// A fresh directory `<tmp>/<prefix>-<pid>-<n>` for an engine's data (removed by the watchdog of
+/// [`stop_with_process`], not on drop).
+///
+/// # Errors
+/// When it cannot be created.
+pub fn scratch_dir(prefix: &str) -> std::io::Result<PathBuf> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&path)?;
+    Ok(path)
 }
 
 /// True when something accepts TCP connections at `address`.

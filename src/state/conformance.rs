@@ -1,7 +1,8 @@
 //! The behaviour every [`StateStore`] backend must have, as one suite: [`run_all`].
 //!
-//! The embedded engine runs it in its tests; the ScyllaDB backend runs it when
-//! `FLUXO_TEST_SCYLLA` names a node (see `scylla_conformance` in [`super::scylla`]'s tests).
+//! The embedded engine runs it in its tests; the ScyllaDB backend runs it against a Cassandra
+//! node the test starts, or the node `FLUXO_TEST_SCYLLA` names (see `scylla_conformance` in
+//! [`super::scylla`]'s tests).
 //! Everything a run writes lives under a fresh namespace (tables) or fresh partition names
 //! (views), so runs against a shared, persistent cluster do not see each other.
 

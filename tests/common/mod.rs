@@ -45,40 +45,34 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-struct OwnedBroker {
-    address: String,
-    _broker: Option<fluxo::engines::kafka::Broker>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-static BROKER: OnceLock<OwnedBroker> = OnceLock::new();
+static BROKER: OnceLock<String> = OnceLock::new();
 
 /// The test broker's bootstrap address: `FLUXO_TEST_BOOTSTRAP` when set, otherwise an Apache
 /// Kafka of this test binary's own on a free port. It lives in a static, which is never dropped:
-/// a watchdog stops it once this test binary has exited, so no test run leaves a broker behind.
+/// a watchdog stops it and removes its data once this test binary has exited, so no test run
+/// leaves a broker behind.
 pub fn broker() -> String {
     BROKER
         .get_or_init(|| {
             if let Ok(addr) = std::env::var("FLUXO_TEST_BOOTSTRAP") {
-                return OwnedBroker {
-                    address: addr,
-                    _broker: None,
-                    _dir: None,
-                };
+                return addr;
             }
-            let dir = tempfile::tempdir().unwrap();
+            let dir = fluxo::engines::scratch_dir("fluxo-kafka").unwrap();
             let address = format!("127.0.0.1:{}", free_port());
-            let b = fluxo::engines::kafka::Broker::start(&address, dir.path())
+            let b = fluxo::engines::kafka::Broker::start(&address, &dir)
                 .expect("starting Apache Kafka");
-            fluxo::engines::stop_with_process(b.pid(), std::process::id()).unwrap();
-            OwnedBroker {
-                address,
-                _broker: Some(b),
-                _dir: Some(dir),
-            }
+            fluxo::engines::stop_with_process(b.pid(), std::process::id(), Some(&dir)).unwrap();
+            // Never dropped (a drop would stop it before the watchdog does).
+            std::mem::forget(b);
+            address
         })
-        .address
         .clone()
+}
+
+/// The CQL address of this test binary's Cassandra node (started on first use; see
+/// `fluxo::engines::cassandra::shared_test_node`).
+pub fn cassandra() -> String {
+    fluxo::engines::cassandra::shared_test_node()
 }
 
 struct OwnedRegistry {
