@@ -115,7 +115,7 @@ async fn a_killed_member_s_partitions_are_taken_over_without_loss_or_double_coun
     );
 
     // The survivor alone holds every partition: its view must be exact.
-    let got = stored_balances(survivor);
+    let got = stored_balances(survivor, &want);
     assert_eq!(got.len(), want.len(), "number of (account, day) rows");
     for (k, v) in &want {
         assert_eq!(got.get(k), Some(v), "balance of {k:?}");

@@ -7,8 +7,6 @@ use chrono::TimeZone;
 use fluxo::avro::framing::frame;
 use fluxo::avro::typed::encode_datum;
 use fluxo::simulate::{SimKind, Simulator};
-use fluxo::state::embedded::EmbeddedStore;
-use fluxo::state::StateStore;
 use fluxo_processors::events::{DailyBalance, LedgerEntry};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, HashSet};
@@ -48,19 +46,42 @@ pub fn expected(entries: &[LedgerEntry]) -> Expected {
     out
 }
 
-/// Every row of the `daily_balances` view of a stopped runtime.
-pub fn stored_balances(env: &Env) -> Expected {
-    let store = EmbeddedStore::open(&env.data_dir().join("state.redb")).unwrap();
-    store
-        .scan(
-            fluxo_processors::views::DAILY_BALANCES,
-            b"",
-            b"",
-            None,
-            usize::MAX,
-        )
-        .unwrap()
-        .into_iter()
+/// Every row of the `daily_balances` view of a stopped runtime, for the accounts of `want`
+/// (a ScyllaDB read names one partition, i.e. one account; on the embedded store the whole view
+/// is read, so rows of other accounts show too).
+pub fn stored_balances(env: &Env, want: &Expected) -> Expected {
+    let store = env.store();
+    let rows = match env.parsed_topology().state.backend {
+        fluxo::config::Backend::Embedded => store
+            .scan(
+                fluxo_processors::views::DAILY_BALANCES,
+                b"",
+                b"",
+                None,
+                usize::MAX,
+            )
+            .unwrap(),
+        fluxo::config::Backend::Scylla => {
+            let accounts: std::collections::BTreeSet<&String> =
+                want.keys().map(|(a, _)| a).collect();
+            accounts
+                .into_iter()
+                .flat_map(|a| {
+                    let prefix = fluxo_processors::views::partition_prefix(a);
+                    store
+                        .scan(
+                            fluxo_processors::views::DAILY_BALANCES,
+                            &prefix,
+                            b"",
+                            None,
+                            usize::MAX,
+                        )
+                        .unwrap()
+                })
+                .collect()
+        }
+    };
+    rows.into_iter()
         .map(|(_, v)| {
             let b: DailyBalance = serde_json::from_slice(&v).unwrap();
             assert_eq!(b.net, b.total_credits - b.total_debits);

@@ -249,6 +249,50 @@ impl Env {
         }
     }
 
+    /// Switch this environment to the ScyllaDB backend on the binary's Cassandra node, in a
+    /// keyspace of its own (siblings made after this share it, as instances of one deployment
+    /// share their cluster).
+    pub fn use_scylla(&self) {
+        let keyspace = format!("t_{}", self.suffix.replace('-', "_"));
+        self.edit_topology(
+            "backend = \"embedded\"",
+            &format!(
+                "backend = \"scylla\"\nnodes = [\"{}\"]\nkeyspace = \"{keyspace}\"\n\
+                 replication = {{ class = \"SimpleStrategy\", replication_factor = 1 }}\n\
+                 consistency = \"LOCAL_QUORUM\"",
+                cassandra()
+            ),
+        );
+    }
+
+    /// The parsed topology of this environment.
+    pub fn parsed_topology(&self) -> fluxo::config::Topology {
+        let text = std::fs::read_to_string(&self.topology).unwrap();
+        fluxo::config::Topology::parse(
+            &text,
+            "topology.toml",
+            &fluxo::config::Overrides {
+                data_dir: Some(self.data_dir()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    /// The state store of this environment, as `fluxo run` opens it (the embedded file must not
+    /// be held by a running instance).
+    pub fn store(&self) -> std::sync::Arc<dyn fluxo::state::StateStore> {
+        let t = self.parsed_topology();
+        match t.state.backend {
+            fluxo::config::Backend::Embedded => std::sync::Arc::new(
+                fluxo::state::embedded::EmbeddedStore::open(&t.state_path()).unwrap(),
+            ),
+            fluxo::config::Backend::Scylla => std::sync::Arc::new(
+                fluxo::state::scylla::ScyllaStore::connect(&t.state.scylla().unwrap()).unwrap(),
+            ),
+        }
+    }
+
     /// Replace `from` by `to` in the topology file (e.g. a `[runtime]` setting); panics when
     /// `from` is not there, so a renamed key cannot silently leave the test on defaults.
     pub fn edit_topology(&self, from: &str, to: &str) {
