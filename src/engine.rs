@@ -136,7 +136,19 @@ impl CheckpointError {
             Self::Transaction(crate::transactions::TxnError::Fatal(_))
         )
     }
+
+    /// True when the shared store refused the commit because another instance claimed one of
+    /// its partitions (see [`StateStore::claim`]).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_fenced())
+    }
 }
+
+/// How long an engine keeps rewinding and retrying commits the store fences before it stops:
+/// normally the group takes the partitions away first (a zombie's next poll learns it lost
+/// them); a fence that outlasts this is another process holding them for good (a live rebuild
+/// with `fluxo replay --into live`, an instance with the same partitions by mistake).
+const FENCED_PATIENCE: Duration = Duration::from_secs(60);
 
 /// The part of the engine the rebalance callback needs too.
 struct Task {
@@ -171,6 +183,8 @@ struct Task {
     /// Stage checkpoints instead of blocking on acknowledgements (`effectively_once`, unbounded
     /// runs).
     stage_checkpoints: bool,
+    /// Since when commits have been fenced without a success in between.
+    fenced_since: Option<Instant>,
 }
 
 /// A checkpoint's state changes and offsets, taken at a point in the stream, committed once every
@@ -397,6 +411,44 @@ impl Task {
     /// re-read the partitions from the beginning and count their records twice). When the store
     /// stays unreadable for [`CHECKPOINT_READ_PATIENCE`] the process exits (fail-stop): every
     /// store commit is atomic, so a restart resumes from a consistent checkpoint.
+    /// Claim `partitions` in the store for this instance before reading their checkpoints
+    /// (fencing earlier holders; a no-op on the embedded store). Retried like a checkpoint read,
+    /// then fail-stop: processing a partition without holding it could commit over its owner.
+    fn claim(&self, partitions: &[(String, i32)]) {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.store.claim(&self.name, partitions) {
+                Ok(()) => return,
+                Err(e) if started.elapsed() < CHECKPOINT_READ_PATIENCE => {
+                    tracing::error!(processor = %self.name, error = %e, retry_in = ?pause, "cannot claim partitions; retrying");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(processor = %self.name, error = %e, "cannot claim partitions; stopping the process");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+
+    /// Record a checkpoint's outcome; true when commits have been fenced for longer than
+    /// [`FENCED_PATIENCE`] and the engine must stop.
+    fn fenced_too_long(&mut self, result: &Result<(), CheckpointError>) -> bool {
+        match result {
+            Err(e) if e.is_fenced() => {
+                let since = *self.fenced_since.get_or_insert_with(Instant::now);
+                since.elapsed() > FENCED_PATIENCE
+            }
+            Err(_) => false,
+            Ok(()) => {
+                self.fenced_since = None;
+                false
+            }
+        }
+    }
+
     fn stored_offsets(&self) -> BTreeMap<(String, i32), i64> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(100);
@@ -625,6 +677,12 @@ impl GroupContext {
             task.global_rewind = true;
         }
         task.reset();
+        let added: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        task.claim(&added);
         let stored = task.stored_offsets();
         let mut positioned = TopicPartitionList::new();
         for e in tpl.elements() {
@@ -859,6 +917,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             .unwrap_or_default(),
         next_seq: 0,
         staged: None,
+        fenced_since: None,
         // Transactions commit per checkpoint, and a bounded run is judged by its final commit:
         // both keep the blocking checkpoint.
         stage_checkpoints: !exactly_once && spec.bounds.is_none(),
@@ -1131,7 +1190,12 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         if t.stage_checkpoints && (due || t.staged.is_some()) {
             // Commits the staged checkpoint when its outputs are acknowledged; stages the next
             // one when due.
-            match t.checkpoint_staged(due) {
+            let result = t.checkpoint_staged(due);
+            if t.fenced_too_long(&result) {
+                tracing::error!(processor = %name, "commits fenced for over {FENCED_PATIENCE:?}: another process holds these partitions; stopping");
+                return Err(result.unwrap_err().into());
+            }
+            match result {
                 Ok(()) => {
                     if t.staged.is_none() {
                         commit_group_offsets(consumer.as_ref(), &t);
@@ -1143,10 +1207,12 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
                 }
             }
         } else if due {
-            match t.checkpoint() {
+            let result = t.checkpoint();
+            let fenced_too_long = t.fenced_too_long(&result);
+            match result {
                 Ok(()) => commit_group_offsets(consumer.as_ref(), &t),
-                Err(e) if e.is_fatal() => {
-                    tracing::error!(processor = %name, error = %e, "transactional producer failed; stopping");
+                Err(e) if e.is_fatal() || fenced_too_long => {
+                    tracing::error!(processor = %name, error = %e, "cannot commit (fenced); stopping");
                     return Err(e.into());
                 }
                 Err(e) => {
@@ -1198,8 +1264,23 @@ fn assign_static(
     only: Option<&BTreeMap<(String, i32), i64>>,
 ) -> anyhow::Result<()> {
     let mut t = lock(task);
-    let stored = t.stored_offsets();
     let mut tpl = TopicPartitionList::new();
+    let mut keys = Vec::new();
+    for topic in inputs {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for m in md.topics() {
+            for p in m.partitions() {
+                let key = (topic.to_string(), p.id());
+                if p.id().rem_euclid(instances as i32) == instance as i32
+                    && only.is_none_or(|o| o.contains_key(&key))
+                {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    t.claim(&keys);
+    let stored = t.stored_offsets();
     for topic in inputs {
         let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         for m in md.topics() {

@@ -24,6 +24,17 @@ use std::collections::BTreeMap;
 #[error("state store: {0}")]
 pub struct StoreError(pub String);
 
+/// What a fenced commit's error says (see [`StateStore::claim`]).
+pub const FENCED: &str = "fenced:";
+
+impl StoreError {
+    /// True when the store refused a commit because another instance claimed one of its
+    /// partitions.
+    pub fn is_fenced(&self) -> bool {
+        self.0.contains(FENCED)
+    }
+}
+
 /// One input position: the next offset to read of a topic partition, for one processor.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Checkpoint {
@@ -107,6 +118,19 @@ pub trait StateStore: Send + Sync {
     /// # Errors
     /// A [`StoreError`]; then nothing of the batch is visible.
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Take `partitions` (`(topic, partition)`) of `processor` for this instance, before it
+    /// reads their checkpoints: from then on a commit of any earlier holder that checkpoints
+    /// them is refused (an error for which [`StoreError::is_fenced`] holds), so an instance that lost them (a
+    /// zombie resumed after its session expired) cannot commit over the new owner. A store
+    /// that only one process can open (the embedded one) has nothing to fence.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when the backend cannot record the claim.
+    fn claim(&self, processor: &str, partitions: &[(String, i32)]) -> Result<(), StoreError> {
+        let _ = (processor, partitions);
+        Ok(())
+    }
 
     /// Every checkpoint of `processor`.
     ///

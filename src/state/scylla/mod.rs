@@ -292,6 +292,8 @@ struct Statements {
     pending_put: PreparedStatement,
     pending_list: PreparedStatement,
     pending_del: PreparedStatement,
+    /// The fence of an owner: its static `epochs` and `holders`.
+    epochs_get: PreparedStatement,
     pending_owners: PreparedStatement,
     log_put: PreparedStatement,
     log_get: PreparedStatement,
@@ -371,9 +373,11 @@ impl Statements {
             cp_get: s("SELECT topic, topic_partition, next_offset, WRITETIME(next_offset) FROM checkpoints WHERE processor = ?").await?,
             cp_processors: s("SELECT DISTINCT processor FROM checkpoints").await?,
             cp_drop: s("DELETE FROM checkpoints USING TIMESTAMP ? WHERE processor = ?").await?,
-            pending_put: s("INSERT INTO pending_commits (owner, commit_ts, chunks) VALUES (?, ?, ?) USING TIMESTAMP ?").await?,
-            pending_list: s("SELECT commit_ts, chunks FROM pending_commits WHERE owner = ?").await?,
-            pending_del: s("DELETE FROM pending_commits USING TIMESTAMP ? WHERE owner = ? AND commit_ts = ?").await?,
+            pending_put: s("INSERT INTO pending_commits (owner, commit_ts, chunks) VALUES (?, ?, ?) IF NOT EXISTS").await?,
+            // The clustering bound leaves out the partition's static-only row (the fence).
+            pending_list: s("SELECT commit_ts, chunks FROM pending_commits WHERE owner = ? AND commit_ts >= -9223372036854775808").await?,
+            pending_del: s("DELETE FROM pending_commits WHERE owner = ? AND commit_ts = ? IF EXISTS").await?,
+            epochs_get: s("SELECT epochs, holders FROM pending_commits WHERE owner = ? LIMIT 1").await?,
             pending_owners: s("SELECT DISTINCT owner FROM pending_commits").await?,
             log_put: s("INSERT INTO commit_log (owner, commit_ts, chunk, payload) VALUES (?, ?, ?, ?) USING TIMESTAMP ?").await?,
             log_get: s("SELECT chunk, payload FROM commit_log WHERE owner = ? AND commit_ts = ?").await?,
@@ -535,6 +539,10 @@ struct Inner {
     st: Statements,
     limit: Semaphore,
     clock: WriteClock,
+    /// This store's instance id, written beside the epochs it claims.
+    instance: String,
+    /// The epoch this instance claimed, per `(processor, "topic/partition")`.
+    claims: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
 }
 
 impl Inner {
@@ -844,7 +852,8 @@ impl Inner {
         }
         let rows = mutations(&batch)?;
         let ts = self.clock.next();
-        if plan::is_direct(&rows) {
+        let fence = self.fence_of(&batch);
+        if fence.is_empty() && plan::is_direct(&rows) {
             // One partition, one batch: an UNLOGGED single-partition batch is atomic and
             // isolated by itself.
             return self.apply(&rows, ts).await;
@@ -860,17 +869,181 @@ impl Inner {
         for r in futures::future::join_all(log).await {
             r?;
         }
-        // The commit point.
-        self.exec("commit point", &self.st.pending_put, &(&owner, ts, n, ts))
-            .await?;
+        // The commit point: a lightweight transaction, conditioned on this instance still
+        // holding the partitions it checkpoints.
+        if fence.is_empty() {
+            self.exec("commit point", &self.st.pending_put, &(&owner, ts, n))
+                .await?;
+        } else {
+            self.fenced_commit_point(&owner, ts, n, &fence).await?;
+        }
         self.apply(&rows, ts).await?;
         self.forget(&owner, ts).await
+    }
+
+    /// The claimed epochs the commit of `batch` is conditioned on: those of its checkpoints'
+    /// partitions that this instance claimed (global-table partitions, read by every instance,
+    /// are never claimed).
+    fn fence_of(&self, batch: &WriteBatch) -> Vec<(String, i64)> {
+        let claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        batch
+            .checkpoints
+            .iter()
+            .filter_map(|c| {
+                let key = fence_key(&c.topic, c.partition);
+                claims
+                    .get(&(c.processor.clone(), key.clone()))
+                    .map(|epoch| (key, *epoch))
+            })
+            .collect()
+    }
+
+    /// Write the commit point of `(owner, ts)` if every partition of `fence` still has the
+    /// epoch this instance claimed.
+    ///
+    /// # Errors
+    /// A fenced [`StoreError`] ([`StoreError::is_fenced`]) when another instance claimed one
+    /// of them since.
+    async fn fenced_commit_point(
+        &self,
+        owner: &str,
+        ts: i64,
+        chunks: i32,
+        fence: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let conditions: Vec<String> = (0..fence.len())
+            .map(|_| "epochs[?] = ?".to_string())
+            .collect();
+        let cql = format!(
+            "UPDATE pending_commits SET chunks = ? WHERE owner = ? AND commit_ts = ? IF {}",
+            conditions.join(" AND ")
+        );
+        use scylla::value::CqlValue;
+        let mut values: Vec<Option<CqlValue>> = vec![
+            Some(CqlValue::Int(chunks)),
+            Some(CqlValue::Text(owner.to_string())),
+            Some(CqlValue::BigInt(ts)),
+        ];
+        for (key, epoch) in fence {
+            values.push(Some(CqlValue::Text(key.clone())));
+            values.push(Some(CqlValue::BigInt(*epoch)));
+        }
+        let applied = self.lwt("fenced commit point", &cql, &values).await?;
+        if applied {
+            return Ok(());
+        }
+        // The stale claims stay: every later commit for those partitions is conditioned on
+        // them and fails the same way until this instance claims them again.
+        Err(store_err(format!(
+            "{} another instance claimed partitions of `{owner}` this instance was \
+             committing ({}); nothing was committed",
+            super::FENCED,
+            fence
+                .iter()
+                .map(|(k, e)| format!("{k} at epoch {e}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
+    /// Run a lightweight transaction; true when it applied.
+    async fn lwt(
+        &self,
+        what: &str,
+        cql: &str,
+        values: &[Option<scylla::value::CqlValue>],
+    ) -> Result<bool, StoreError> {
+        let mut st = scylla::statement::Statement::new(cql);
+        st.set_serial_consistency(Some(scylla::statement::SerialConsistency::Serial));
+        let result = self
+            .retry(what, || self.session.query_unpaged(st.clone(), values))
+            .await?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| store_err(format!("{what}: {e}")))?;
+        let row: scylla::value::Row = rows
+            .first_row()
+            .map_err(|e| store_err(format!("{what}: {e}")))?;
+        Ok(matches!(
+            row.columns.first(),
+            Some(Some(scylla::value::CqlValue::Boolean(true)))
+        ))
+    }
+
+    /// Claim `partitions` of `processor` for this instance: bump each one's epoch in a
+    /// lightweight transaction, so that commits of any earlier holder fail from now on.
+    async fn claim(&self, processor: &str, partitions: &[(String, i32)]) -> Result<(), StoreError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = partitions.iter().map(|(t, p)| fence_key(t, *p)).collect();
+        for attempt in 1..=20u64 {
+            let mut st = self.st.epochs_get.clone();
+            st.set_consistency(Consistency::Serial);
+            let current: Vec<(
+                Option<std::collections::HashMap<String, i64>>,
+                Option<std::collections::HashMap<String, String>>,
+            )> = self.rows("read epochs", &st, &(processor,), 1).await?;
+            let (epochs, holders) = current.into_iter().next().unwrap_or_default();
+            let epochs = epochs.unwrap_or_default();
+            let _ = holders;
+            use scylla::value::CqlValue;
+            let mut sets = Vec::new();
+            let mut conditions = Vec::new();
+            let mut values: Vec<Option<CqlValue>> = Vec::new();
+            let mut cond_values: Vec<Option<CqlValue>> = Vec::new();
+            let mut wanted = Vec::new();
+            for key in &keys {
+                let old = epochs.get(key).copied();
+                let new = old.unwrap_or(0) + 1;
+                wanted.push((key.clone(), new));
+                sets.push("epochs[?] = ?, holders[?] = ?");
+                values.push(Some(CqlValue::Text(key.clone())));
+                values.push(Some(CqlValue::BigInt(new)));
+                values.push(Some(CqlValue::Text(key.clone())));
+                values.push(Some(CqlValue::Text(self.instance.clone())));
+                conditions.push("epochs[?] = ?");
+                cond_values.push(Some(CqlValue::Text(key.clone())));
+                // `= null`: the partition was never claimed.
+                cond_values.push(old.map(CqlValue::BigInt));
+            }
+            let cql = format!(
+                "UPDATE pending_commits SET {} WHERE owner = ? IF {}",
+                sets.join(", "),
+                conditions.join(" AND ")
+            );
+            values.push(Some(CqlValue::Text(processor.to_string())));
+            values.extend(cond_values);
+            if self.lwt("claim partitions", &cql, &values).await? {
+                let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+                for (key, epoch) in wanted {
+                    claims.insert((processor.to_string(), key), epoch);
+                }
+                tracing::info!(
+                    processor,
+                    partitions = keys.len(),
+                    "scylla: partitions claimed"
+                );
+                return Ok(());
+            }
+            tracing::debug!(
+                processor,
+                attempt,
+                "scylla: claim raced with another; retrying"
+            );
+            tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+        }
+        Err(store_err(format!(
+            "claiming partitions of `{processor}`: still contended after 20 attempts"
+        )))
     }
 
     /// Delete a fully applied commit's pending row and log.
     async fn forget(&self, owner: &str, ts: i64) -> Result<(), StoreError> {
         let now = self.clock.next();
-        self.exec("commit done", &self.st.pending_del, &(now, owner, ts))
+        // The pending row was written by a lightweight transaction; its delete is one too
+        // (mixing Paxos and plain writes on one row can order them wrongly).
+        self.exec("commit done", &self.st.pending_del, &(owner, ts))
             .await?;
         self.exec("commit log cleanup", &self.st.log_del, &(now, owner, ts))
             .await
@@ -1162,6 +1335,11 @@ fn owner_of(batch: &WriteBatch) -> String {
         .map_or_else(|| NO_OWNER.to_string(), |c| c.processor.clone())
 }
 
+/// How a partition is named in the fence's maps: `topic/partition`.
+fn fence_key(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
 /// The ScyllaDB state store.
 pub struct ScyllaStore {
     runtime: Option<tokio::runtime::Runtime>,
@@ -1244,6 +1422,8 @@ impl ScyllaStore {
                 st,
                 limit: Semaphore::new(settings.max_concurrency),
                 clock: WriteClock::default(),
+                instance: uuid::Uuid::new_v4().to_string(),
+                claims: Default::default(),
             };
             inner.roll_forward(NO_OWNER).await?;
             Ok::<_, StoreError>(Arc::new(inner))
@@ -1338,6 +1518,11 @@ impl StateStore for ScyllaStore {
 
     fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         self.call(|i| async move { i.commit(batch).await })
+    }
+
+    fn claim(&self, processor: &str, partitions: &[(String, i32)]) -> Result<(), StoreError> {
+        let (processor, partitions) = (processor.to_string(), partitions.to_vec());
+        self.call(|i| async move { i.claim(&processor, &partitions).await })
     }
 
     fn checkpoints(&self, processor: &str) -> Result<Vec<Checkpoint>, StoreError> {
@@ -1525,6 +1710,89 @@ mod conformance_tests {
             .await
             .unwrap();
         });
+    }
+
+    fn settings(keyspace: &str) -> ScyllaSettings {
+        ScyllaSettings {
+            nodes: vec![crate::engines::cassandra::shared_test_node()],
+            keyspace: keyspace.into(),
+            replication: Replication::Simple(1),
+            consistency: "LOCAL_QUORUM".into(),
+            local_dc: None,
+            max_concurrency: 16,
+        }
+    }
+
+    fn batch(processor: &str, partition: i32, next_offset: i64, value: &[u8]) -> WriteBatch {
+        let mut b = WriteBatch::new();
+        // Two partitions of state, so the commit goes through the commit point.
+        b.writes
+            .insert(("fence/t".into(), b"a\0k".to_vec()), Some(value.to_vec()));
+        b.writes
+            .insert(("fence/t".into(), b"b\0k".to_vec()), Some(value.to_vec()));
+        b.checkpoints.push(Checkpoint {
+            processor: processor.into(),
+            topic: "in".into(),
+            partition,
+            next_offset,
+        });
+        b
+    }
+
+    fn lone_checkpoint(processor: &str, partition: i32, next_offset: i64) -> WriteBatch {
+        let mut b = WriteBatch::new();
+        b.checkpoints.push(Checkpoint {
+            processor: processor.into(),
+            topic: "in".into(),
+            partition,
+            next_offset,
+        });
+        b
+    }
+
+    /// Two instances (two connections) of one processor: once the second claims a partition,
+    /// the first can no longer commit for it (neither a multi-partition commit nor a lone
+    /// checkpoint), while its other partitions and the new holder commit as usual.
+    #[test]
+    fn a_claimed_partition_fences_its_previous_holder() {
+        let old = ScyllaStore::connect(&settings("fluxo_fence")).unwrap();
+        let new = ScyllaStore::connect(&settings("fluxo_fence")).unwrap();
+        let processor = format!("p{}", std::process::id());
+        let parts = |ps: &[i32]| {
+            ps.iter()
+                .map(|p| ("in".to_string(), *p))
+                .collect::<Vec<_>>()
+        };
+        old.claim(&processor, &parts(&[0, 1])).unwrap();
+        old.commit(batch(&processor, 0, 10, b"old")).unwrap();
+        old.commit(batch(&processor, 1, 10, b"old")).unwrap();
+
+        new.claim(&processor, &parts(&[0])).unwrap();
+        let err = old.commit(batch(&processor, 0, 20, b"zombie")).unwrap_err();
+        assert!(err.is_fenced(), "{err}");
+        let err = old.commit(lone_checkpoint(&processor, 0, 30)).unwrap_err();
+        assert!(err.is_fenced(), "{err}");
+        // Its other partition is still its own.
+        old.commit(batch(&processor, 1, 20, b"old")).unwrap();
+        // The new holder commits.
+        new.commit(batch(&processor, 0, 15, b"new")).unwrap();
+
+        let offsets: std::collections::BTreeMap<i32, i64> = new
+            .checkpoints(&processor)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.partition, c.next_offset))
+            .collect();
+        assert_eq!(offsets, [(0, 15), (1, 20)].into_iter().collect());
+        // The zombie's values never landed: the last commit to the keys is the old holder's
+        // partition-1 commit, then the new holder's.
+        assert_eq!(new.get("fence/t", b"a\0k").unwrap(), Some(b"new".to_vec()));
+
+        // Claiming back fences the new holder in turn.
+        old.claim(&processor, &parts(&[0])).unwrap();
+        let err = new.commit(batch(&processor, 0, 40, b"new")).unwrap_err();
+        assert!(err.is_fenced(), "{err}");
+        old.commit(batch(&processor, 0, 50, b"old")).unwrap();
     }
 }
 
