@@ -256,7 +256,9 @@ pub async fn up(topology_path: &Path, args: UpArgs) -> Result<(), Failure> {
         "http        http://{} (/metrics /healthz /readyz)",
         topology.http.addr
     );
-    println!("state       {}", topology.state_path().display());
+    if topology.state.backend == Backend::Embedded {
+        println!("state       {}", topology.state_path().display());
+    }
     println!("processors  {}", running.pipeline.processors().join(", "));
     println!("ready");
     let result = wait_and_stop(running, broker.as_mut()).await;

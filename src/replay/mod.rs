@@ -355,6 +355,13 @@ pub fn run(
         }
         None => {
             let store = open_live_store(live)?;
+            // On a shared store, take the processor's partitions first: running instances'
+            // commits are refused from here on (the embedded store's file lock refused this
+            // rebuild already while one runs).
+            let partitions: Vec<(String, i32)> = range.inputs.keys().cloned().collect();
+            store
+                .claim(&config.name, &partitions)
+                .map_err(|e| anyhow::anyhow!("claiming the live partitions: {e}"))?;
             store
                 .drop_namespace(&format!("{}/", config.kind))
                 .and_then(|()| store.drop_namespace(view_table(&config.kind)))
