@@ -980,10 +980,7 @@ impl Inner {
         for attempt in 1..=20u64 {
             let mut st = self.st.epochs_get.clone();
             st.set_consistency(Consistency::Serial);
-            let current: Vec<(
-                Option<std::collections::HashMap<String, i64>>,
-                Option<std::collections::HashMap<String, String>>,
-            )> = self.rows("read epochs", &st, &(processor,), 1).await?;
+            let current: Vec<FenceRow> = self.rows("read epochs", &st, &(processor,), 1).await?;
             let (epochs, holders) = current.into_iter().next().unwrap_or_default();
             let epochs = epochs.unwrap_or_default();
             let _ = holders;
@@ -1334,6 +1331,12 @@ fn owner_of(batch: &WriteBatch) -> String {
         .first()
         .map_or_else(|| NO_OWNER.to_string(), |c| c.processor.clone())
 }
+
+/// The fence of one owner as read: `epochs` and `holders` (null when never claimed).
+type FenceRow = (
+    Option<std::collections::HashMap<String, i64>>,
+    Option<std::collections::HashMap<String, String>>,
+);
 
 /// How a partition is named in the fence's maps: `topic/partition`.
 fn fence_key(topic: &str, partition: i32) -> String {
