@@ -2,27 +2,46 @@
 //!
 //! ```text
 //! loadtest passthrough --bootstrap HOST:PORT --from TOPIC --to TOPIC --expect N
-//!                      [--fetch-wait-ms 100] [--timeout-s 300] [--start beginning|end]
+//!                      [--expect-file F] [--fetch-wait-ms 100] [--idempotent true|false]
+//!                      [--timeout-s 300] [--start beginning|end]
 //! loadtest tap --bootstrap HOST:PORT --input TOPIC --output TOPIC[,TOPIC...] --since-ms T
-//!              --expect N --out FILE.json [--timeout-s 300]
+//!              --expect N [--expect-file F] --out FILE.json [--timeout-s 300]
 //! ```
 //!
 //! `passthrough` is the baseline fluxo is compared with: a plain consume -> produce loop with
 //! the client settings of fluxo's engine (`src/engine.rs`: `fetch.wait.max.ms`,
-//! `queued.max.messages.kbytes`, `acks=all`, `linger.ms=5`, no idempotence and one request in
+//! `queued.max.messages.kbytes`, `acks=all`, `linger.ms=5`, and like the topology's
+//! `idempotent_producer`: idempotence with 5 requests in flight, or none and one request in
 //! flight), reading every partition of `--from` from the beginning and writing each record
 //! (key, payload, a `fluxo-id` header) to `--to` (`--start end`: only records that arrive after
-//! it started, for a latency floor measured with `tap`). It stops once `--expect` records are
-//! acknowledged and prints one JSON line: records, the wall-clock times of its start, first
-//! record and last acknowledgement, and its own CPU seconds and peak RSS.
+//! it is positioned, for a latency floor measured with `tap`). It is not transactional: under
+//! `exactly_once` it is the baseline without the cost of transactions. It stops once `--expect`
+//! records are acknowledged and prints one JSON line: records, the wall-clock times of its
+//! start, first record and last acknowledgement, and its own CPU seconds and peak RSS.
 //!
-//! `tap` measures end-to-end latency: it reads the input topic and the output topics from the
-//! beginning, joins every output record to its input through the `fluxo-id` header the engine
-//! puts on outputs (`processor:topic/partition/offset/i`) and records, in an HDR histogram per
-//! processor, output Kafka timestamp (set when fluxo produced it) minus input Kafka timestamp
-//! (set by `fluxo produce --rate`, at the same moment it stamps the event time). Only inputs
-//! stamped at or after `--since-ms` count, and the tap starts reading there (offsets for times). It writes percentiles, the histogram's percentile
-//! distribution and a per-second series (outputs, p50, p99, max by output time) to `--out`.
+//! `tap` measures end-to-end latency: it reads the input topic and the output topics
+//! (`read_committed`, so under `exactly_once` outputs count once their transaction commits),
+//! joins every output record to its input through the `fluxo-id` header the engine puts on
+//! outputs (`processor:topic/partition/offset/i`) and records, in HDR histograms per processor,
+//! - `latency_ms`: output Kafka timestamp (set when fluxo produced it) minus input Kafka timestamp
+//!   (set by `fluxo produce --rate`, at the same moment it stamps the event time);
+//! - `visible_ms`: the wall-clock time the tap received the output minus the input timestamp: when
+//!   a `read_committed` consumer could see it (under `exactly_once` the commit of the checkpoint's
+//!   transaction, which the Kafka timestamp does not include). Meaningful only when the tap runs
+//!   while the records are produced, as `benches/loadtest.sh` does.
+//!
+//! `steady_latency_ms` and `steady_visible_ms` are the same without the inputs stamped in the
+//! run's first second, which also measures the producer's start (`fluxo produce --rate` stamps
+//! its first records before its producer is connected and has a producer id).
+//!
+//! Only inputs stamped at or after `--since-ms` count, and the tap starts reading there (offsets
+//! for times, or the end of a partition with nothing newer). It writes percentiles, the
+//! histograms' percentile distributions and a per-second series (outputs, p50, p99, max by output
+//! time; p50/p99 of `visible_ms`) to `--out`.
+//!
+//! Both print `loadtest: positioned` on stderr once their consumer is assigned to fixed offsets:
+//! whatever is produced after that is read. `--expect-file F`: once F holds a number (written
+//! after the producer finished, with the records it got acknowledged), it replaces `--expect`.
 //!
 //! Run without a subcommand (as `cargo bench` does) it prints this usage and exits.
 
@@ -42,8 +61,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "usage:
-  loadtest passthrough --bootstrap HOST:PORT --from TOPIC --to TOPIC --expect N [--fetch-wait-ms 100] [--timeout-s 300] [--start beginning|end]
-  loadtest tap --bootstrap HOST:PORT --input TOPIC --output TOPIC[,TOPIC] --since-ms T --expect N --out FILE [--timeout-s 300]
+  loadtest passthrough --bootstrap HOST:PORT --from TOPIC --to TOPIC --expect N [--expect-file F] [--fetch-wait-ms 100] [--idempotent true|false] [--timeout-s 300] [--start beginning|end]
+  loadtest tap --bootstrap HOST:PORT --input TOPIC --output TOPIC[,TOPIC] --since-ms T --expect N [--expect-file F] --out FILE [--timeout-s 300]
 (run by benches/loadtest.sh; see benches/README.md)";
 
 fn main() {
@@ -93,6 +112,47 @@ impl Flags {
     }
 }
 
+/// `--expect N`, replaced by the number in `--expect-file` once that file holds one.
+struct Expected {
+    n: u64,
+    file: Option<String>,
+    settled: bool,
+    last_read: Option<Instant>,
+}
+
+impl Expected {
+    fn new(f: &Flags) -> Result<Self, String> {
+        let n = f.num("expect", None)?;
+        Ok(Self {
+            n: u64::try_from(n).map_err(|_| format!("--expect {n}"))?,
+            file: f.0.get("expect-file").cloned(),
+            settled: false,
+            last_read: None,
+        })
+    }
+
+    /// The expected count now (reads the file, at most every 100 ms, until it holds a number).
+    fn get(&mut self) -> u64 {
+        if !self.settled
+            && self
+                .last_read
+                .is_none_or(|t| t.elapsed() > Duration::from_millis(100))
+        {
+            self.last_read = Some(Instant::now());
+            if let Some(path) = &self.file {
+                if let Some(n) = std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    self.n = n;
+                    self.settled = true;
+                }
+            }
+        }
+        self.n
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -116,24 +176,70 @@ fn consumer(
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
+        // librdkafka's default, said out loud: under `exactly_once` only committed outputs count.
+        .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
         .set("queued.max.messages.kbytes", "32768")
         .create()
         .map_err(|e| format!("consumer: {e}"))?;
     let mut tpl = TopicPartitionList::new();
     for topic in topics {
-        let md = c
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(|e| format!("metadata of {topic}: {e}"))?;
-        for t in md.topics() {
-            for p in t.partitions() {
-                tpl.add_partition_offset(topic, p.id(), start)
-                    .map_err(|e| e.to_string())?;
+        // A topic created a moment ago (by `fluxo up` or the passthrough) may not be in the
+        // metadata yet: without this wait it would be assigned no partition and read nothing.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let partitions = loop {
+            let md = c
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .map_err(|e| format!("metadata of {topic}: {e}"))?;
+            let ids: Vec<i32> = md
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if !ids.is_empty() {
+                break ids;
             }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "topic {topic}: no partitions in the metadata after 30 s"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        for p in partitions {
+            tpl.add_partition_offset(topic, p, start)
+                .map_err(|e| e.to_string())?;
         }
     }
     c.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
     Ok(c)
+}
+
+/// Assign `c` to `tpl` with every logical offset (`End`, or the -1 of offsets for times when no
+/// record is that new) replaced by the partition's high watermark now, so that nothing produced
+/// from now on is skipped however late the first fetch goes out; then say so on stderr.
+fn position(c: &BaseConsumer, tpl: &TopicPartitionList) -> Result<(), String> {
+    let mut at = TopicPartitionList::new();
+    for e in tpl.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+            Offset::Beginning => Offset::Beginning,
+            _ => {
+                let (_, high) = c
+                    .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+                    .map_err(|err| {
+                        format!("watermarks of {}/{}: {err}", e.topic(), e.partition())
+                    })?;
+                Offset::Offset(high)
+            }
+        };
+        at.add_partition_offset(e.topic(), e.partition(), offset)
+            .map_err(|err| err.to_string())?;
+    }
+    c.assign(&at).map_err(|e| format!("assign: {e}"))?;
+    eprintln!("loadtest: positioned");
+    Ok(())
 }
 
 /// Counts acknowledgements and remembers when the last one came.
@@ -213,8 +319,13 @@ fn passthrough(f: &Flags) -> Result<(), String> {
     let bootstrap = f.get("bootstrap")?;
     let from = f.get("from")?;
     let to = f.get("to")?;
-    let expect = f.num("expect", None)? as u64;
+    let mut expected = Expected::new(f)?;
     let fetch_wait = f.num("fetch-wait-ms", Some(100))?;
+    let idempotent = match f.0.get("idempotent").map(String::as_str) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => return Err(format!("--idempotent {other}: true or false")),
+    };
     let deadline = Instant::now() + Duration::from_secs(f.num("timeout-s", Some(300))? as u64);
 
     let start = match f.0.get("start").map(String::as_str) {
@@ -237,11 +348,20 @@ fn passthrough(f: &Flags) -> Result<(), String> {
         .map(|t| t.partitions().len() as i32)
         .unwrap_or(1);
     create_like(bootstrap, partitions, to)?;
+    if let Ok(tpl) = c.assignment() {
+        position(&c, &tpl)?;
+    }
     let producer: BaseProducer<Acks> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "fluxo-loadtest")
-        .set("enable.idempotence", "false")
-        .set("max.in.flight.requests.per.connection", "1")
+        .set(
+            "enable.idempotence",
+            if idempotent { "true" } else { "false" },
+        )
+        .set(
+            "max.in.flight.requests.per.connection",
+            if idempotent { "5" } else { "1" },
+        )
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "100000")
@@ -251,7 +371,9 @@ fn passthrough(f: &Flags) -> Result<(), String> {
 
     let mut consumed = 0u64;
     let mut first_in_ms = 0i64;
+    let mut expect = expected.get();
     while producer.context().ok.load(Ordering::Relaxed) < expect {
+        expect = expected.get();
         if Instant::now() > deadline {
             return Err(format!(
                 "timed out: {consumed} consumed, {} acknowledged of {expect}",
@@ -320,6 +442,7 @@ fn passthrough(f: &Flags) -> Result<(), String> {
             "cpu_s": cpu_s,
             "hwm_mib": hwm_mib,
             "fetch_wait_ms": fetch_wait,
+            "idempotent": idempotent,
         })
     );
     Ok(())
@@ -401,7 +524,7 @@ fn tap(f: &Flags) -> Result<(), String> {
     let input = f.get("input")?;
     let outputs: Vec<&str> = f.get("output")?.split(',').collect();
     let since = f.num("since-ms", Some(0))?;
-    let expect = f.num("expect", None)? as usize;
+    let mut expected = Expected::new(f)?;
     let out_path = f.get("out")?;
     let deadline = Instant::now() + Duration::from_secs(f.num("timeout-s", Some(300))? as u64);
     let mut topics = vec![input];
@@ -413,31 +536,35 @@ fn tap(f: &Flags) -> Result<(), String> {
         &topics,
         Offset::Beginning,
     )?;
-    // Start at the first records stamped since `--since-ms` (less for the broker to serve); the
-    // output of an input stamped just before may come after it, which the join then ignores.
+    // Start at the first records stamped since `--since-ms` (less for the broker to serve), or
+    // at the end of a partition that has none yet; the output of an input stamped just before
+    // may come after it, which the join then ignores.
+    let mut at = c.assignment().map_err(|e| format!("assignment: {e}"))?;
     if since > 0 {
-        let from = c.assignment().and_then(|tpl| {
-            let mut at = TopicPartitionList::new();
-            for e in tpl.elements() {
-                at.add_partition_offset(e.topic(), e.partition(), Offset::Offset(since))?;
-            }
-            c.offsets_for_times(at, Duration::from_secs(30))
-        });
-        match from {
-            Ok(tpl) => c.assign(&tpl).map_err(|e| format!("assign: {e}"))?,
+        let mut times = TopicPartitionList::new();
+        for e in at.elements() {
+            times
+                .add_partition_offset(e.topic(), e.partition(), Offset::Offset(since))
+                .map_err(|e| e.to_string())?;
+        }
+        match c.offsets_for_times(times, Duration::from_secs(30)) {
+            Ok(tpl) => at = tpl,
             Err(e) => {
                 eprintln!("loadtest: tap: offsets for times: {e}; reading from the beginning")
             }
         }
     }
+    position(&c, &at)?;
 
-    // (partition, offset) -> input timestamp; (processor, partition, offset, output ts)
+    // (partition, offset) -> input timestamp; (processor, partition, offset, output ts, received)
     let mut inputs: HashMap<(i32, i64), i64> = HashMap::new();
-    let mut outs: Vec<(String, i32, i64, i64)> = Vec::new();
-    let mut joined = 0usize;
+    let mut outs: Vec<(String, i32, i64, i64, i64)> = Vec::new();
+    let mut joined = 0u64;
+    let (mut checked, mut unmatched) = (0usize, Vec::<usize>::new());
     let mut last_check = Instant::now();
     while Instant::now() < deadline {
         if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let received = now_ms();
             let m = m.map_err(|e| format!("consume: {e}"))?;
             let ts = m.timestamp().to_millis().unwrap_or(0);
             if m.topic() == input {
@@ -449,26 +576,41 @@ fn tap(f: &Flags) -> Result<(), String> {
                 .and_then(origin)
             {
                 if o.topic == input {
-                    outs.push((o.processor, o.partition, o.offset, ts));
+                    outs.push((o.processor, o.partition, o.offset, ts, received));
                 }
             }
         }
         if last_check.elapsed() > Duration::from_millis(500) {
             last_check = Instant::now();
-            joined = outs
-                .iter()
-                .filter(|(_, p, o, _)| inputs.get(&(*p, *o)).is_some_and(|t| *t >= since))
-                .count();
-            if joined >= expect {
+            // Join what came since the last check, and what found no input then.
+            let mut still = Vec::new();
+            for i in unmatched.drain(..).chain(checked..outs.len()) {
+                let (_, p, o, _, _) = &outs[i];
+                match inputs.get(&(*p, *o)) {
+                    Some(t) if *t >= since => joined += 1,
+                    Some(_) => {}
+                    None => still.push(i),
+                }
+            }
+            unmatched = still;
+            checked = outs.len();
+            if joined >= expected.get() {
                 break;
             }
         }
     }
+    let expect = expected.get();
 
-    let mut per_proc: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
-    let mut per_second: BTreeMap<(String, i64), Histogram<u64>> = BTreeMap::new();
+    // The first second of a paced run also measures the load generator's start (its first
+    // records are stamped before its producer has a connection and a producer id): the
+    // `steady_*` summaries leave out the inputs stamped in the first second.
+    let first_in = inputs.values().filter(|t| **t >= since).min().copied();
+    let steady_from = first_in.map_or(i64::MAX, |t| t + 1000);
+    let mut per_proc: BTreeMap<String, (Histogram<u64>, Histogram<u64>)> = BTreeMap::new();
+    let mut steady: BTreeMap<String, (Histogram<u64>, Histogram<u64>)> = BTreeMap::new();
+    let mut per_second: BTreeMap<(String, i64), (Histogram<u64>, Histogram<u64>)> = BTreeMap::new();
     let mut missing = 0u64;
-    for (proc_, p, o, out_ts) in &outs {
+    for (proc_, p, o, out_ts, received) in &outs {
         let Some(in_ts) = inputs.get(&(*p, *o)) else {
             missing += 1;
             continue;
@@ -477,20 +619,32 @@ fn tap(f: &Flags) -> Result<(), String> {
             continue;
         }
         let lat = (out_ts - in_ts).max(1) as u64;
-        let _ = per_proc
-            .entry(proc_.clone())
-            .or_insert_with(histogram)
-            .record(lat);
-        let _ = per_second
-            .entry((proc_.clone(), out_ts / 1000))
-            .or_insert_with(histogram)
-            .record(lat);
+        let visible = (received - in_ts).max(1) as u64;
+        if *in_ts >= steady_from {
+            let (h, v) = steady
+                .entry(proc_.clone())
+                .or_insert_with(|| (histogram(), histogram()));
+            let _ = h.record(lat);
+            let _ = v.record(visible);
+        }
+        for (h, v) in [
+            per_proc
+                .entry(proc_.clone())
+                .or_insert_with(|| (histogram(), histogram())),
+            per_second
+                .entry((proc_.clone(), out_ts / 1000))
+                .or_insert_with(|| (histogram(), histogram())),
+        ] {
+            let _ = h.record(lat);
+            let _ = v.record(visible);
+        }
     }
     let series: Vec<serde_json::Value> = per_second
         .iter()
-        .map(|((p, sec), h)| {
+        .map(|((p, sec), (h, v))| {
             json!({"processor": p, "t": sec, "n": h.len(), "p50": h.value_at_quantile(0.5),
-                   "p99": h.value_at_quantile(0.99), "max": h.max()})
+                   "p99": h.value_at_quantile(0.99), "max": h.max(),
+                   "visible_p50": v.value_at_quantile(0.5), "visible_p99": v.value_at_quantile(0.99)})
         })
         .collect();
     let report = json!({
@@ -501,8 +655,13 @@ fn tap(f: &Flags) -> Result<(), String> {
         "joined": joined,
         "complete": joined >= expect,
         "outputs_without_input": missing,
-        "latency_ms": per_proc.iter().map(|(p, h)| (p.clone(), summary(h))).collect::<BTreeMap<_, _>>(),
-        "hgrm": per_proc.iter().map(|(p, h)| (p.clone(), distribution(h))).collect::<BTreeMap<_, _>>(),
+        "latency_ms": per_proc.iter().map(|(p, (h, _))| (p.clone(), summary(h))).collect::<BTreeMap<_, _>>(),
+        "visible_ms": per_proc.iter().map(|(p, (_, v))| (p.clone(), summary(v))).collect::<BTreeMap<_, _>>(),
+        "first_input_ms": first_in,
+        "steady_latency_ms": steady.iter().map(|(p, (h, _))| (p.clone(), summary(h))).collect::<BTreeMap<_, _>>(),
+        "steady_visible_ms": steady.iter().map(|(p, (_, v))| (p.clone(), summary(v))).collect::<BTreeMap<_, _>>(),
+        "hgrm": per_proc.iter().map(|(p, (h, _))| (p.clone(), distribution(h))).collect::<BTreeMap<_, _>>(),
+        "visible_hgrm": per_proc.iter().map(|(p, (_, v))| (p.clone(), distribution(v))).collect::<BTreeMap<_, _>>(),
         "series": series,
     });
     std::fs::write(out_path, report.to_string()).map_err(|e| format!("writing {out_path}: {e}"))?;

@@ -5,9 +5,9 @@ Usage: loadtest_report.py LT_DIR/results.jsonl > LT_DIR/report.md
 
 Reads the phases benches/loadtest.sh recorded, the /metrics + /proc samples of each scenario
 (benches/loadtest_sample.py) and the latency taps (benches/loadtest.rs). The SVGs (throughput
-per processor, consumer lag, latency p50/p99 per second, fluxo CPU and RSS over time) need
-matplotlib, which loadtest.sh installs into a venv; without it the report says so and skips
-them.
+per processor, consumer lag, latency p50/p99 per second, fluxo and broker CPU, fluxo RSS over
+time) need matplotlib, which loadtest.sh installs into a venv; without it the report says so and
+skips them. Runs with the system python3 too (then without plots).
 """
 
 import json
@@ -87,18 +87,25 @@ def plot(scenario, samples, taps, run_t0, svg):
         xs = [(s["t"] * 1000 + 500 - run_t0) / 1000 for s in series]
         ax_lat.plot(xs, [s["p50"] for s in series], label=f"{label} p50")
         ax_lat.plot(xs, [s["p99"] for s in series], label=f"{label} p99", linestyle="--")
+        if any("visible_p99" in s for s in series):
+            ax_lat.plot(xs, [s.get("visible_p99", float("nan")) for s in series],
+                        label=f"{label} visible p99", linestyle=":")
     if taps:
         ax_lat.set_yscale("log")
         ax_lat.legend(loc="upper right", fontsize="small")
     ax_lat.set_ylabel("latency ms (per second\nof output time)")
-    cpu_x, cpu = [], []
-    for prev, cur, x in zip(samples, samples[1:], t[1:]):
-        dt = (cur["t_ms"] - prev["t_ms"]) / 1000
-        if dt > 0 and cur.get("fluxo_cpu_s") is not None:
-            cpu_x.append(x)
-            cpu.append((cur["fluxo_cpu_s"] - prev["fluxo_cpu_s"]) / dt * 100)
-    ax_cpu.plot(cpu_x, cpu, label="fluxo CPU %", color="tab:red")
-    ax_cpu.set_ylabel("fluxo CPU %")
+    for key, label, color in (("fluxo_cpu_s", "fluxo CPU %", "tab:red"),
+                              ("broker_cpu_s", "broker CPU %", "tab:gray")):
+        cpu_x, cpu = [], []
+        for prev, cur, x in zip(samples, samples[1:], t[1:]):
+            dt = (cur["t_ms"] - prev["t_ms"]) / 1000
+            if dt > 0 and cur.get(key) is not None and prev.get(key) is not None:
+                cpu_x.append(x)
+                cpu.append((cur[key] - prev[key]) / dt * 100)
+        if cpu:
+            ax_cpu.plot(cpu_x, cpu, label=label, color=color)
+    ax_cpu.set_ylabel("CPU % (100 = one core)")
+    ax_cpu.legend(loc="upper left", fontsize="small")
     ax_rss = ax_cpu.twinx()
     ax_rss.plot(t, [s.get("fluxo_rss_mib") or 0 for s in samples], color="tab:blue", label="fluxo RSS MiB")
     ax_rss.set_ylabel("fluxo RSS MiB")
@@ -118,23 +125,39 @@ def main():
     print("# fluxo load test\n")
     print(f'- date: {run.get("date", "?")}; machine: {run.get("host", "?")}')
     print(f'- command: `{run.get("command", "?")}`; `uptime` at the start: {run.get("uptime", "?").strip()}')
-    print("- the broker is the Tansu dev broker (`fluxo up`), which answers a fetch only when "
-          "fetch.wait.max.ms expires: that wait is a floor under every hop's latency\n")
+    print(f'- fluxo: {run.get("fluxo", "?").strip()}')
+    settings = [r for r in records if "guarantee" in r and r["kind"] != "floor"]
+    brokers = sorted({r["broker"] for r in records if r.get("broker")})
+    print(f'- broker: {", ".join(brokers) or "Apache Kafka"}, one node (KRaft), started by `fluxo up` '
+          "(scripts/kafka) fresh for every instance and warmed up with "
+          f'{run.get("warmup") or "no"} (rate:count) paced records through the passthrough first; it '
+          "answers a fetch as soon as data arrives (fetch_wait_max only bounds an idle fetch)")
+
+    def distinct(key):
+        return ", ".join(sorted({r[key] if isinstance(r[key], str) else json.dumps(r[key])
+                                 for r in settings if key in r})) or "?"
+    print(f'- processing guarantee: {distinct("guarantee")}; fetch_wait_max {distinct("fetch_wait")}; '
+          f'idempotent producer {distinct("idempotent_producer")}; assignment {distinct("assignment")}; '
+          f'checkpoint_interval {distinct("checkpoint_interval")}. Under exactly_once every checkpoint '
+          "is a Kafka transaction and consumers read committed outputs only; the passthrough is "
+          "never transactional\n")
 
     pts = {r["scenario"]: r for r in records if r["kind"] == "passthrough"}
     drains = [r for r in records if r["kind"] == "drain"]
     if drains:
         print("## Throughput: fluxo against the raw rdkafka passthrough\n")
-        print("Same broker, same simulated records, same client settings, one after the other: "
+        print("Same broker, same simulated records, same client settings (the passthrough without "
+              "transactions), one after the other: "
               "`fluxo produce --simulate` sends the records flat out while the passthrough (`pt-<input>` → "
               "`pt-<input>.out`), then fluxo (`<input>` → its processors), runs. End to end = records / "
-              "(last output acknowledged (passthrough) or last input checkpointed (fluxo) − producer start); "
+              "(last output acknowledged (passthrough) or last input checkpointed, under exactly_once committed (fluxo) "
+              "− producer start); "
               "from first read = the same from the first record read.\n")
-        print("| scenario | records | fetch_wait_max | producer records/s | passthrough end to end /s (s) | processor "
+        print("| scenario | guarantee | records | producer records/s | passthrough end to end /s (s) | processor "
               "| fluxo end to end /s (s) | **fluxo / passthrough** | fluxo from first read /s | passthrough from first read /s "
-              "| fluxo CPU s | passthrough CPU s | tansu CPU s (fluxo / passthrough phase) "
+              "| fluxo CPU s | passthrough CPU s | broker CPU s (fluxo / passthrough phase) "
               "| load 1/5/15: passthrough phase / fluxo phase |")
-        print("|---|--:|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|")
+        print("|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|")
         for d in drains:
             pt = pts.get(d["scenario"], {})
             ptr = pt.get("result") or {}
@@ -146,10 +169,10 @@ def main():
                 r, secs = rate(d["records"], d["producer_t0_ms"], times["done_ms"])
                 r_read, _ = rate(d["records"], times["first_in_ms"], times["done_ms"])
                 ratio = f"**{r / pt_e2e * 100:.0f}%**" if r and pt_e2e else "–"
-                print(f'| {d["scenario"]} | {d["records"]} | {ptr.get("fetch_wait_ms", "?")} ms | {d["records"] / wall:.0f} '
+                print(f'| {d["scenario"]} | {d.get("guarantee", "?")} | {d["records"]} | {d["records"] / wall:.0f} '
                       f'| {fmt(pt_e2e)} ({fmt(pt_secs, ".2f")}) | {proc} | {fmt(r)} ({fmt(secs, ".2f")}) '
                       f'| {ratio} | {fmt(r_read)} | {fmt(pt_read)} | {d["fluxo_cpu_s"]:.1f} | {ptr.get("cpu_s", 0):.1f} '
-                      f'| {d["tansu_cpu_s"]:.1f} / {pt.get("tansu_cpu_s", 0):.1f} | {pt.get("load", "")} ; {d["load"]} |')
+                      f'| {d.get("broker_cpu_s", 0):.1f} / {pt.get("broker_cpu_s", 0):.1f} | {pt.get("load", "")} ; {d["load"]} |')
         print()
         for d in drains:
             ptr = (pts.get(d["scenario"], {}).get("result") or {})
@@ -162,22 +185,33 @@ def main():
     lives = [r for r in records if r["kind"] == "live"]
     floors = [r for r in records if r["kind"] == "floor"]
     if lives or floors:
-        print("## Risk decision latency: transaction event time → decision produced (HDR histogram)\n")
-        print("The tap joins every decision to its transaction (the engine's `fluxo-id` header) and records "
-              "the decision's Kafka timestamp minus the transaction's (stamped by `fluxo produce --rate` with "
-              "its event time). All transactions of the run count, including its first second. "
-              "`passthrough` rows: fluxo stopped, the raw passthrough alone forwards the paced transactions "
-              "to another topic, measured the same way: the floor the broker and client settings give.\n")
-        print("| scenario | fetch_wait_max | target /s | sent /s | outputs | p50 ms | p90 | p95 | p99 | p99.9 | max "
-              "| degraded | SLA breaches (> 2 s) | fluxo CPU s | tansu CPU s | load 1/5/15 before / after |")
-        print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
+        print("## Risk decision latency: transaction event time → decision (HDR histograms)\n")
+        print("The tap runs while the transactions are produced. It reads transactions and decisions "
+              "`read_committed`, joins every decision to its transaction (the engine's `fluxo-id` header) and "
+              "records two latencies from the transaction's Kafka timestamp (stamped by `fluxo produce --rate` "
+              "with its event time): **visible** = when the tap received the decision, i.e. when a "
+              "`read_committed` consumer downstream could have it (under exactly_once: once the checkpoint's "
+              "transaction committed); **produced** = the decision's Kafka timestamp (when fluxo produced it, "
+              "before any commit). All transactions of the run count, including its first second, which also "
+              "measures the load generator's start (`fluxo produce` stamps its first records before its "
+              "producer is connected): the *after 1st s* columns leave that second out. The rates "
+              "of a scenario run one after the other on the same instance. `passthrough` rows: fluxo not "
+              "running, the raw passthrough alone forwards the paced transactions to another topic, measured "
+              "the same way: the floor the broker and client settings give.\n")
+        print("| scenario | guarantee | target /s | sent /s | outputs | visible p50 ms | p90 | p95 | **p99** | p99.9 | max "
+              "| visible p99 after 1st s | produced p50 | p99 | p99 after 1st s | max | degraded | SLA breaches (> 2 s) "
+              "| fluxo CPU s | broker CPU s | load 1/5/15 before / after |")
+        print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|")
         for r in lives + floors:
             try:
                 with open(r["tap"]) as f:
                     tap = json.load(f)
-            except OSError:
+            except (OSError, ValueError):
                 tap = {}
             lat = next(iter(tap.get("latency_ms", {}).values()), {})
+            vis = next(iter(tap.get("visible_ms", {}).values()), {})
+            steady_lat = next(iter(tap.get("steady_latency_ms", {}).values()), {})
+            steady_vis = next(iter(tap.get("steady_visible_ms", {}).values()), {})
             wall = float(r["produce"].split()[0])
             sent = r["acked"] / wall if wall > 0 else 0
             if r["kind"] == "live":
@@ -189,30 +223,36 @@ def main():
                             - metric_total(r["metrics_before"], "fluxo_risk_sla_breaches_total"))
                 breaches = f"{breaches:.0f}"
                 fluxo_cpu = f'{r["fluxo_cpu_s"]:.1f}'
+                guarantee = r.get("guarantee", "?")
             else:
-                deg = breaches = fluxo_cpu = "–"
+                deg = breaches = fluxo_cpu = guarantee = "–"
             joined = f'{tap.get("joined", 0)}' + ("" if tap.get("complete") else f' of {r["acked"]} (incomplete)')
-            print(f'| {r["scenario"]} | {r["fetch_wait"]} | {r["rate"]} | {sent:.0f} | {joined} | {lat.get("p50", "–")} '
-                  f'| {lat.get("p90", "–")} | {lat.get("p95", "–")} | {lat.get("p99", "–")} | {lat.get("p999", "–")} '
-                  f'| {lat.get("max", "–")} | {deg} | {breaches} | {fluxo_cpu} '
-                  f'| {r["tansu_cpu_s"]:.1f} | {r["load"]} |')
+            print(f'| {r["scenario"]} | {guarantee} | {r["rate"]} | {sent:.0f} | {joined} | {vis.get("p50", "–")} '
+                  f'| {vis.get("p90", "–")} | {vis.get("p95", "–")} | **{vis.get("p99", "–")}** | {vis.get("p999", "–")} '
+                  f'| {vis.get("max", "–")} | {steady_vis.get("p99", "–")} | {lat.get("p50", "–")} | {lat.get("p99", "–")} '
+                  f'| {steady_lat.get("p99", "–")} | {lat.get("max", "–")} '
+                  f'| {deg} | {breaches} | {fluxo_cpu} | {r.get("broker_cpu_s", 0):.1f} | {r["load"]} |')
         print()
         for r in lives + floors:
             try:
                 with open(r["tap"]) as f:
                     tap = json.load(f)
-            except OSError:
+            except (OSError, ValueError):
                 continue
-            for proc, hgrm in tap.get("hgrm", {}).items():
-                print(f'<details><summary>{r["scenario"]} @ {r["rate"]}/s: {proc} percentile distribution (ms)</summary>\n')
-                print("```\n" + hgrm + "```\n</details>\n")
+            for key, what in (("visible_hgrm", "visible"), ("hgrm", "produced")):
+                for proc, hgrm in tap.get(key, {}).items():
+                    print(f'<details><summary>{r["scenario"]} @ {r["rate"]}/s: {proc}, {what}: percentile '
+                          'distribution (ms)</summary>\n')
+                    print("```\n" + hgrm + "```\n</details>\n")
 
     inst = [r for r in records if r["kind"] == "instance"]
     if inst:
         print("## Processes\n")
-        print("| scenario | fetch_wait_max | fluxo CPU s | fluxo mean CPU % (busy samples) | fluxo RSS MiB (peak) "
-              "| tansu CPU s | tansu peak RSS MiB | exit |")
-        print("|---|---|--:|--:|--:|--:|--:|--:|")
+        print("Broker CPU: the Kafka JVM's CPU seconds while `fluxo run` ran. Log warnings: lines at WARN "
+              "or ERROR in `fluxo run`'s log (the `log` path in results.jsonl).\n")
+        print("| scenario | guarantee | fluxo CPU s | fluxo mean CPU % (busy samples) | fluxo RSS MiB (peak) "
+              "| broker CPU s | broker peak RSS MiB | log warnings | exit |")
+        print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
         for r in inst:
             samples = load_jsonl(r["samples"])
             busy = []
@@ -223,8 +263,9 @@ def main():
                     if pct > 5:
                         busy.append(pct)
             mean = sum(busy) / len(busy) if busy else 0
-            print(f'| {r["scenario"]} | {r["fetch_wait"]} | {r["fluxo_cpu_s"]} | {mean:.0f} | {r["fluxo_hwm_mib"]} '
-                  f'| {r["tansu_cpu_s"]} | {r["tansu_hwm_mib"]} | {r["exit"]} |')
+            print(f'| {r["scenario"]} | {r.get("guarantee", "?")} | {r["fluxo_cpu_s"]} | {mean:.0f} | {r["fluxo_hwm_mib"]} '
+                  f'| {r.get("broker_cpu_s", "–")} | {r.get("broker_hwm_mib", "–")} | {r.get("log_warnings", "–")} '
+                  f'| {r["exit"]} |')
         print()
         print("## Over time\n")
         lagless = [r["scenario"] for r in inst

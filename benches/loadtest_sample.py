@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Samples a running `fluxo run` once per interval for benches/loadtest.sh (stdlib only).
 
-Usage: loadtest_sample.py METRICS_URL FLUXO_PID TANSU_PID OUT.jsonl [INTERVAL_S]
+Usage: loadtest_sample.py METRICS_URL FLUXO_PID BROKER_PID OUT.jsonl [INTERVAL_S]
 
 Every INTERVAL_S (default 1) appends one JSON line: wall time (ms), per processor the sums over
 partitions/topics of fluxo_records_in_total, fluxo_records_out_total,
 fluxo_consumer_lag_records and fluxo_checkpointed_offset, the CPU seconds (user + system) and
-resident set (VmRSS, MiB) of fluxo and of the broker from /proc, and the 1-minute load average.
-Stops on SIGTERM or when FLUXO_PID is gone.
+resident set (VmRSS, MiB) of fluxo and of the broker (BROKER_PID: the Kafka JVM; empty: none)
+from /proc, and the 1-minute load average. Stops on SIGTERM or when FLUXO_PID is gone.
 """
 
 import json
@@ -60,7 +60,7 @@ def scrape(url):
 def main():
     if len(sys.argv) not in (5, 6):
         sys.exit(__doc__)
-    url, fluxo_pid, tansu_pid, path = sys.argv[1:5]
+    url, fluxo_pid, broker_pid, path = sys.argv[1:5]
     interval = float(sys.argv[5]) if len(sys.argv) == 6 else 1.0
     running = [True]
     signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
@@ -70,7 +70,7 @@ def main():
             fluxo_cpu, fluxo_rss = proc_usage(fluxo_pid)
             if fluxo_cpu is None:
                 break
-            tansu_cpu, tansu_rss = proc_usage(tansu_pid) if tansu_pid else (None, None)
+            broker_cpu, broker_rss = proc_usage(broker_pid) if broker_pid else (None, None)
             try:
                 processors = scrape(url)
             except OSError:
@@ -81,7 +81,7 @@ def main():
                 "t_ms": int(time.time() * 1000),
                 "processors": processors,
                 "fluxo_cpu_s": fluxo_cpu, "fluxo_rss_mib": fluxo_rss,
-                "tansu_cpu_s": tansu_cpu, "tansu_rss_mib": tansu_rss,
+                "broker_cpu_s": broker_cpu, "broker_rss_mib": broker_rss,
                 "load1": load1,
             }) + "\n")
             out.flush()
