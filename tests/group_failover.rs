@@ -30,7 +30,7 @@ async fn a_killed_member_s_partitions_are_taken_over_without_loss_or_double_coun
     const N: usize = 30_000;
     let a = Env::new(&[PROCESSOR], "");
     // A short session so that the survivor is given the dead member's partitions quickly.
-    a.edit_topology("session_timeout = \"30s\"", "session_timeout = \"6s\"");
+    a.edit_topology("session_timeout = \"10s\"", "session_timeout = \"6s\"");
     let b = a.sibling();
     a.create_topics();
     let topic = a.topic("ledger-entries");

@@ -48,7 +48,7 @@ fn three_instances() -> (Vec<Env>, Vec<Child>) {
     let a = Env::new(&[LEDGER, PRICES], "");
     a.use_scylla();
     // A short session, so that a dead or paused member's partitions move quickly.
-    a.edit_topology("session_timeout = \"30s\"", "session_timeout = \"6s\"");
+    a.edit_topology("session_timeout = \"10s\"", "session_timeout = \"6s\"");
     let (b, c) = (a.sibling(), a.sibling());
     a.create_topics();
     let envs = vec![a, b, c];

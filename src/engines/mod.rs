@@ -68,6 +68,12 @@ impl Service {
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting the {name} launcher (is bash installed?)"))?;
+        // Whatever way this process ends (a signal before its handlers are installed, a
+        // panic, SIGKILL), the engine must not outlive it.
+        if let Err(e) = stop_with_process(child.id(), std::process::id(), None) {
+            let _ = child.kill();
+            return Err(e);
+        }
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
