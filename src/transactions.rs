@@ -41,9 +41,10 @@
 //!
 //! # Brokers without transactions
 //! [`Transactions::start`] runs `init_transactions` and then a probe transaction (offsets only,
-//! for a probe group `<group>-txn-probe`, aborted) with a short timeout, so a broker without
-//! transactions (the dev broker, Tansu 0.6) fails the start with [`TxnError::Unsupported`]
-//! instead of hanging at the first checkpoint.
+//! for a probe group `<group>-txn-probe`, aborted) with a short timeout, so a broker that cannot
+//! serve transactions (a Kafka-protocol broker without them, or a Kafka whose transaction
+//! coordinator cannot start) fails the start with [`TxnError::Unsupported`] instead of hanging
+//! at the first checkpoint.
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
@@ -60,7 +61,7 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TxnError {
     /// The brokers do not support transactions (found at start).
-    #[error("processing_guarantee = \"exactly_once\" needs Kafka transactions, which the brokers at {bootstrap} do not support ({detail}); the development broker (Tansu) has none: use processing_guarantee = \"effectively_once\" there")]
+    #[error("processing_guarantee = \"exactly_once\" needs Kafka transactions, which the brokers at {bootstrap} do not support ({detail}); on brokers without transactions use processing_guarantee = \"effectively_once\"")]
     Unsupported {
         /// The brokers asked.
         bootstrap: String,

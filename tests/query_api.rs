@@ -133,14 +133,16 @@ async fn balances_are_served_by_run_and_by_serve_and_survive_the_broker_going_aw
     let serve_addr = format!("127.0.0.1:{}", free_port());
     let serve_dir = tempfile::tempdir().unwrap();
     let serve_log = std::fs::File::create(serve_dir.path().join("serve.log")).unwrap();
-    let mut serve = with_broker(env.command(&["serve"]))
-        .env("FLUXO_HTTP_ADDR", &serve_addr)
-        .env("FLUXO_DATA_DIR", serve_dir.path())
-        .stdout(serve_log.try_clone().unwrap())
-        .stderr(serve_log)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut serve = KillOnDrop(
+        with_broker(env.command(&["serve"]))
+            .env("FLUXO_HTTP_ADDR", &serve_addr)
+            .env("FLUXO_DATA_DIR", serve_dir.path())
+            .stdout(serve_log.try_clone().unwrap())
+            .stderr(serve_log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let from_serve = loop {
         if let Some((200, body)) = http_request(

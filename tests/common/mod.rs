@@ -161,6 +161,31 @@ pub fn topology_text(suffix: &str, extra: &str) -> String {
     format!("{text}\n{extra}\n")
 }
 
+/// A child process killed when dropped (a failed assertion must not leave it running).
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A test environment: topology file, data dir, addresses.
 pub struct Env {
     /// Topic suffix.
