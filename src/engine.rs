@@ -293,7 +293,7 @@ impl Task {
         let batch = self.snapshot();
         let had_work = !batch.is_empty();
         let checkpoints = batch.checkpoints.clone();
-        self.store.commit(batch)?;
+        self.commit_to_store(batch)?;
         self.committed(&checkpoints);
         if let Some(f) = &self.freshness {
             f.touch();
@@ -304,6 +304,18 @@ impl Task {
                 .observe(started.elapsed().as_secs_f64());
         }
         Ok(())
+    }
+
+    /// Commit `batch` to the store, timed.
+    fn commit_to_store(&self, batch: WriteBatch) -> Result<(), crate::state::StoreError> {
+        let started = Instant::now();
+        let result = self.store.commit(batch);
+        if result.is_ok() {
+            metrics::STORE_COMMIT_SECONDS
+                .with_label_values(&[&self.name])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
     }
 
     /// Forget uncommitted work: a fresh processor, no pending offsets.
@@ -324,7 +336,7 @@ impl Task {
             return Ok(());
         };
         let checkpoints = staged.batch.checkpoints.clone();
-        self.store.commit(staged.batch)?;
+        self.commit_to_store(staged.batch)?;
         self.committed(&checkpoints);
         metrics::CHECKPOINT_SECONDS
             .with_label_values(&[&self.name])

@@ -257,8 +257,20 @@ pub static NOTIFIER_DELIVERY_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| 
     .expect("metric registered once")
 });
 
+/// Time of one state-store commit (state, views and offsets), by processor: the store's share of
+/// a checkpoint (on ScyllaDB: the redo log, the conditioned commit point, the row batches).
+pub static STORE_COMMIT_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "fluxo_store_commit_seconds",
+        "Time of one state-store commit of state, views and input offsets.",
+        &["processor"],
+        exponential_buckets(1e-4, 2.0, 18).expect("valid buckets")
+    )
+    .expect("metric registered once")
+});
+
 /// Every metric fluxo defines, registering each one on first call.
-fn collectors() -> [&'static dyn Collector; 24] {
+fn collectors() -> [&'static dyn Collector; 25] {
     [
         &*RECORDS_IN,
         &*RECORDS_OUT,
@@ -266,6 +278,7 @@ fn collectors() -> [&'static dyn Collector; 24] {
         &*PROCESSING_SECONDS,
         &*EVENT_TIME_LATENCY_SECONDS,
         &*CHECKPOINT_SECONDS,
+        &*STORE_COMMIT_SECONDS,
         &*PRODUCE_ERRORS,
         &*CONSUMER_LAG,
         &*CHECKPOINTED_OFFSET,

@@ -1,7 +1,8 @@
 //! `fluxo replay` on the real broker: two replays of one range give byte-identical outputs and
 //! identical state, a fresh replay leaves the live topics and state untouched, a live rebuild
 //! equals the original view (and is refused without `--confirm`, or while a running fluxo holds
-//! the store), and what-if diffs give the known answers of crafted series.
+//! the store), a live rebuild on the ScyllaDB backend fences the running instance, and what-if
+//! diffs give the known answers of crafted series.
 
 mod common;
 
@@ -290,6 +291,57 @@ async fn replays_are_deterministic_fresh_leaves_live_alone_and_live_rebuild_matc
         ],
     ));
     assert_eq!(snapshot(&live_state), live_before.2);
+}
+
+/// On the ScyllaDB backend there is no file lock: a live rebuild claims the processor's
+/// partitions in the shared store, so the running instance's commits are refused from then on
+/// and it stops (exit 1, "fenced") instead of committing over the rebuild; the rebuild finishes
+/// and the view it leaves is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_rebuild_on_scylla_fences_the_running_instance() {
+    let _serial = serial();
+    let env = Env::new(&["price-change"], "");
+    env.use_scylla();
+    env.create_topics();
+    let mut child = env.start();
+    let n = produce_market(&env).await;
+    env.wait_checkpointed("price-change", n as u64, Duration::from_secs(90));
+
+    let out = ok(&replay(
+        &env,
+        &[
+            "--processor",
+            "price-change",
+            "--from",
+            "beginning",
+            "--into",
+            "live",
+            "--confirm",
+        ],
+    ));
+    assert!(out.contains(&format!("records read          {n}")), "{out}");
+
+    // New quotes make the live instance process and try to commit: refused, and it stops.
+    let mut p = TestProducer::new();
+    let prices = env.topic("asset-prices");
+    for i in 0..50_i64 {
+        let q = quote("LATE", &format!("late-{i}"), "100.00", minute(100 + i));
+        p.send(&prices, "LATE", &q).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fenced instance kept running; log:\n{}",
+            env.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(status.code(), Some(1), "log:\n{}", env.log());
+    assert!(env.log().contains("fenced"), "log:\n{}", env.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
