@@ -294,9 +294,10 @@ async fn replays_are_deterministic_fresh_leaves_live_alone_and_live_rebuild_matc
 }
 
 /// On the ScyllaDB backend there is no file lock: a live rebuild claims the processor's
-/// partitions in the shared store, so the running instance's commits are refused from then on
-/// and it stops (exit 1, "fenced") instead of committing over the rebuild; the rebuild finishes
-/// and the view it leaves is whole.
+/// partitions in the shared store, so the running instance's store commits are refused from
+/// then on, and (in the shipped `exactly_once` mode) the rebuild's transactional producer, with
+/// the processor's transactional.id, fences the running one's at once: the running instance
+/// stops (exit 1, "fenced") instead of committing over the rebuild, and the rebuild finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_rebuild_on_scylla_fences_the_running_instance() {
     let _serial = serial();

@@ -267,11 +267,18 @@ fn done(name: &str, range: &Range) -> u64 {
 }
 
 /// Open the live store, failing clearly when a running fluxo holds it.
+///
+/// On the ScyllaDB backend nothing holds the store: the rebuild claims the processor's
+/// partitions instead (see `replay`), which fences running instances.
 fn open_live_store(topology: &Topology) -> Result<Arc<dyn StateStore>, ReplayError> {
-    if topology.state.backend != crate::config::Backend::Embedded {
-        return Err(ReplayError::Usage(
-            "--into live needs the embedded state backend in this build".into(),
-        ));
+    if topology.state.backend == crate::config::Backend::Scylla {
+        let settings = topology
+            .state
+            .scylla()
+            .map_err(|(key, message)| ReplayError::Usage(format!("`{key}`: {message}")))?;
+        let store = crate::state::scylla::ScyllaStore::connect(&settings)
+            .map_err(|e| ReplayError::Runtime(anyhow::anyhow!("{e}")))?;
+        return Ok(Arc::new(store));
     }
     let path = topology.state_path();
     match EmbeddedStore::open_with_cache(&path, topology.state.cache_mb.unwrap_or(512)) {
@@ -366,7 +373,14 @@ pub fn run(
                 .drop_namespace(&format!("{}/", config.kind))
                 .and_then(|()| store.drop_namespace(view_table(&config.kind)))
                 .map_err(|e| anyhow::anyhow!("dropping the live state: {e}"))?;
-            (store, live.state_path())
+            let state = match live.state.backend {
+                crate::config::Backend::Scylla => PathBuf::from(format!(
+                    "scylla keyspace {}",
+                    live.state.keyspace.as_deref().unwrap_or("fluxo")
+                )),
+                crate::config::Backend::Embedded => live.state_path(),
+            };
+            (store, state)
         }
     };
     let mut batch = WriteBatch::new();

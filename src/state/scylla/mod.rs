@@ -1820,8 +1820,18 @@ mod cql_type_tests {
 
     /// A CQL type as written in schema.cql.
     fn cql_type(t: &str) -> ColumnType<'static> {
+        // A static column's type is its type.
         let t = t.trim();
+        let t = t.strip_suffix(" static").unwrap_or(t).trim();
         let inner = |prefix: &str| t.strip_prefix(prefix).and_then(|r| r.strip_suffix('>'));
+        if let Some(e) = inner("map<") {
+            let kv = top_level(e);
+            assert_eq!(kv.len(), 2, "map<{e}>");
+            return ColumnType::Collection {
+                frozen: false,
+                typ: CollectionType::Map(Box::new(cql_type(kv[0])), Box::new(cql_type(kv[1]))),
+            };
+        }
         if let Some(e) = inner("list<") {
             return ColumnType::Collection {
                 frozen: false,
