@@ -39,30 +39,20 @@ impl Node {
             address: format!("127.0.0.1:{port}"),
         })
     }
+}
 
-    /// The launcher's process id (also its process group's).
-    pub fn pid(&self) -> u32 {
-        self.service.pid()
+/// The process controls ([`Service::pid`], [`Service::engine_pid`], [`Service::stop`],
+/// [`Service::kill`], ...).
+impl std::ops::Deref for Node {
+    type Target = Service;
+    fn deref(&self) -> &Service {
+        &self.service
     }
+}
 
-    /// The node's JVM process id.
-    pub fn jvm_pid(&self) -> Option<u32> {
-        self.service.engine_pid()
-    }
-
-    /// True while the node runs.
-    pub fn is_running(&mut self) -> bool {
-        self.service.is_running()
-    }
-
-    /// Stop the node: SIGTERM (drain), then SIGKILL after `grace`.
-    pub fn stop(&mut self, grace: Duration) {
-        self.service.stop(grace);
-    }
-
-    /// SIGKILL the node, as a crash would.
-    pub fn kill(&mut self) {
-        self.service.kill();
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Service {
+        &mut self.service
     }
 }
 

@@ -43,29 +43,19 @@ impl Broker {
             address: address.to_string(),
         })
     }
+}
 
-    /// The launcher's process id (also its process group's).
-    pub fn pid(&self) -> u32 {
-        self.service.pid()
+/// The process controls ([`Service::pid`], [`Service::engine_pid`], [`Service::stop`],
+/// [`Service::kill`], ...).
+impl std::ops::Deref for Broker {
+    type Target = Service;
+    fn deref(&self) -> &Service {
+        &self.service
     }
+}
 
-    /// The broker JVM's process id.
-    pub fn jvm_pid(&self) -> Option<u32> {
-        self.service.engine_pid()
-    }
-
-    /// True while the broker runs.
-    pub fn is_running(&mut self) -> bool {
-        self.service.is_running()
-    }
-
-    /// Stop the broker: SIGTERM (controlled shutdown), then SIGKILL after `grace`.
-    pub fn stop(&mut self, grace: Duration) {
-        self.service.stop(grace);
-    }
-
-    /// SIGKILL the broker, as a crash would.
-    pub fn kill(&mut self) {
-        self.service.kill();
+impl std::ops::DerefMut for Broker {
+    fn deref_mut(&mut self) -> &mut Service {
+        &mut self.service
     }
 }
