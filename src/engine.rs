@@ -417,32 +417,13 @@ impl Task {
         }
     }
 
-    /// The stored next offset of every partition of this processor.
-    ///
-    /// A failed read is retried with backoff, never taken as "no checkpoints" (that would
-    /// re-read the partitions from the beginning and count their records twice). When the store
-    /// stays unreadable for [`CHECKPOINT_READ_PATIENCE`] the process exits (fail-stop): every
-    /// store commit is atomic, so a restart resumes from a consistent checkpoint.
     /// Claim `partitions` in the store for this instance before reading their checkpoints
     /// (fencing earlier holders; a no-op on the embedded store). Retried like a checkpoint read,
     /// then fail-stop: processing a partition without holding it could commit over its owner.
     fn claim(&self, partitions: &[(String, i32)]) {
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match self.store.claim(&self.name, partitions) {
-                Ok(()) => return,
-                Err(e) if started.elapsed() < CHECKPOINT_READ_PATIENCE => {
-                    tracing::error!(processor = %self.name, error = %e, retry_in = ?pause, "cannot claim partitions; retrying");
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    tracing::error!(processor = %self.name, error = %e, "cannot claim partitions; stopping the process");
-                    std::process::exit(1);
-                }
-            }
-        }
+        self.store_or_exit("claim partitions", || {
+            self.store.claim(&self.name, partitions)
+        })
     }
 
     /// Record a checkpoint's outcome; true when commits have been fenced for longer than
@@ -461,24 +442,37 @@ impl Task {
         }
     }
 
+    /// The stored next offset of every partition of this processor.
+    ///
+    /// A failed read is retried with backoff, never taken as "no checkpoints" (that would
+    /// re-read the partitions from the beginning and count their records twice).
     fn stored_offsets(&self) -> BTreeMap<(String, i32), i64> {
+        self.store_or_exit("read checkpoints", || self.store.checkpoints(&self.name))
+            .into_iter()
+            .map(|c| ((c.topic, c.partition), c.next_offset))
+            .collect()
+    }
+
+    /// `call` the store, retrying with backoff; when it keeps failing for
+    /// [`CHECKPOINT_READ_PATIENCE`] the process exits (fail-stop): every store commit is atomic,
+    /// so a restart resumes from a consistent checkpoint.
+    fn store_or_exit<T>(
+        &self,
+        what: &str,
+        call: impl Fn() -> Result<T, crate::state::StoreError>,
+    ) -> T {
         let started = Instant::now();
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.store.checkpoints(&self.name) {
-                Ok(cps) => {
-                    return cps
-                        .into_iter()
-                        .map(|c| ((c.topic, c.partition), c.next_offset))
-                        .collect()
-                }
+            match call() {
+                Ok(v) => return v,
                 Err(e) if started.elapsed() < CHECKPOINT_READ_PATIENCE => {
-                    tracing::error!(processor = %self.name, error = %e, retry_in = ?pause, "cannot read checkpoints; retrying");
+                    tracing::error!(processor = %self.name, error = %e, retry_in = ?pause, "cannot {what}; retrying");
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    tracing::error!(processor = %self.name, error = %e, "cannot read checkpoints; stopping the process so that it restarts from a consistent checkpoint");
+                    tracing::error!(processor = %self.name, error = %e, "cannot {what}; stopping the process so that it restarts from a consistent checkpoint");
                     std::process::exit(1);
                 }
             }

@@ -310,9 +310,8 @@ async fn a_paused_instance_is_fenced_when_it_resumes() {
 
     wait_done(&[&envs[others[0]], &envs[others[1]]], ENTRIES as u64, 0);
     std::thread::sleep(Duration::from_secs(2));
-    for (i, child) in children.iter_mut().enumerate() {
+    for child in children.iter_mut() {
         let _ = stop(child);
-        let _ = i;
     }
     let zombie_log = envs[zombie].log();
     eprintln!(

@@ -292,7 +292,7 @@ struct Statements {
     pending_put: PreparedStatement,
     pending_list: PreparedStatement,
     pending_del: PreparedStatement,
-    /// The fence of an owner: its static `epochs` and `holders`.
+    /// The fence of an owner: its static `epochs`.
     epochs_get: PreparedStatement,
     pending_owners: PreparedStatement,
     log_put: PreparedStatement,
@@ -377,7 +377,7 @@ impl Statements {
             // The clustering bound leaves out the partition's static-only row (the fence).
             pending_list: s("SELECT commit_ts, chunks FROM pending_commits WHERE owner = ? AND commit_ts >= -9223372036854775808").await?,
             pending_del: s("DELETE FROM pending_commits WHERE owner = ? AND commit_ts = ? IF EXISTS").await?,
-            epochs_get: s("SELECT epochs, holders FROM pending_commits WHERE owner = ? LIMIT 1").await?,
+            epochs_get: s("SELECT epochs FROM pending_commits WHERE owner = ? LIMIT 1").await?,
             pending_owners: s("SELECT DISTINCT owner FROM pending_commits").await?,
             log_put: s("INSERT INTO commit_log (owner, commit_ts, chunk, payload) VALUES (?, ?, ?, ?) USING TIMESTAMP ?").await?,
             log_get: s("SELECT chunk, payload FROM commit_log WHERE owner = ? AND commit_ts = ?").await?,
@@ -981,9 +981,11 @@ impl Inner {
             let mut st = self.st.epochs_get.clone();
             st.set_consistency(Consistency::Serial);
             let current: Vec<FenceRow> = self.rows("read epochs", &st, &(processor,), 1).await?;
-            let (epochs, holders) = current.into_iter().next().unwrap_or_default();
-            let epochs = epochs.unwrap_or_default();
-            let _ = holders;
+            let epochs = current
+                .into_iter()
+                .next()
+                .and_then(|(e,)| e)
+                .unwrap_or_default();
             use scylla::value::CqlValue;
             let mut sets = Vec::new();
             let mut conditions = Vec::new();
@@ -1332,11 +1334,8 @@ fn owner_of(batch: &WriteBatch) -> String {
         .map_or_else(|| NO_OWNER.to_string(), |c| c.processor.clone())
 }
 
-/// The fence of one owner as read: `epochs` and `holders` (null when never claimed).
-type FenceRow = (
-    Option<std::collections::HashMap<String, i64>>,
-    Option<std::collections::HashMap<String, String>>,
-);
+/// The fence of one owner as read: `epochs` (null when never claimed).
+type FenceRow = (Option<std::collections::HashMap<String, i64>>,);
 
 /// How a partition is named in the fence's maps: `topic/partition`.
 fn fence_key(topic: &str, partition: i32) -> String {
