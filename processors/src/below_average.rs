@@ -10,6 +10,7 @@
 //! | `min_deviation_pct` | `0`      | crossings less than this far below are ignored, `[0,100)` |
 //! | `emit_recovered`    | `false`  | also emit a `Recovered` event when it goes back up        |
 //! | `allowed_lateness`  | `"30s"`  | how far behind the newest quote a quote may arrive        |
+//! | `idle_timeout`      | lateness | wall-clock wait before a quiet symbol's held quotes count |
 //! | `max_cached_keys`   | `100000` | symbols kept in memory after a flush (others reload)      |
 //!
 //! # Semantics
@@ -19,6 +20,8 @@
 //! [`BelowAverageProcessor::late_quotes`]); accepted quotes are buffered and released in
 //! `(event_time, arrival)` order once the watermark passes them, so out-of-order quotes count as
 //! if they had arrived in order, and events lag by up to `allowed_lateness` of event time.
+//! A symbol that goes quiet has its held quotes released after `idle_timeout` of wall-clock time
+//! in live runs, and at the end of a replay's range, as price change's "quiet symbols" describes.
 //!
 //! **The average is the history's**: a released quote `q` (time `t`, price `p`) is compared with
 //! the average of the quotes released *before* it, and only then added to the average.
@@ -84,8 +87,8 @@ use crate::config::{ConfigDecimal, DurationMs};
 use crate::events::{
     AssetPrice, AverageMethod, BelowAverageEvent, CrossingKind, PERCENT_SCALE, PRICE_SCALE,
 };
-use crate::price_change::shared::{self, Cache, Quote, Reorder};
-use crate::{views, Context, Millis, Processor, Rejection, StateReader, StateWriter};
+use crate::keyed::{self as shared, Cache, Quote, Reorder};
+use crate::{views, Context, Millis, Processor, Rejection, StateReader, StateWriter, Tick};
 use rust_decimal::prelude::MathematicalOps;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -128,6 +131,9 @@ pub struct Config {
     pub emit_recovered: bool,
     /// How far behind the newest quote of a symbol a quote may be and still count (default 30 s).
     pub allowed_lateness: DurationMs,
+    /// Wall-clock time after which a symbol's held-back quotes are evaluated when no later
+    /// quote of it arrived (default and upper bound: `allowed_lateness`).
+    pub idle_timeout: Option<DurationMs>,
     /// Symbols kept in memory after a flush; beyond it the least recently used are dropped
     /// (default 100 000).
     pub max_cached_keys: usize,
@@ -143,6 +149,7 @@ impl Default for Config {
             min_deviation_pct: ConfigDecimal(Decimal::ZERO),
             emit_recovered: false,
             allowed_lateness: DurationMs(30_000),
+            idle_timeout: None,
             max_cached_keys: 100_000,
         }
     }
@@ -177,6 +184,11 @@ impl Config {
                 "allowed_lateness must be >= 0, got {}",
                 self.allowed_lateness
             ));
+        }
+        if let Some(t) = self.idle_timeout {
+            if t.0 < 0 {
+                return Err(format!("idle_timeout must be >= 0, got {t}"));
+            }
         }
         if self.max_cached_keys == 0 {
             return Err("max_cached_keys must be >= 1".to_string());
@@ -312,6 +324,7 @@ struct Params {
     min_deviation: Decimal,
     emit_recovered: bool,
     lateness: Millis,
+    idle: Millis,
     max_cached_keys: usize,
 }
 
@@ -403,6 +416,7 @@ impl BelowAverageProcessor {
                 min_deviation: config.min_deviation_pct.0.max(Decimal::ZERO),
                 emit_recovered: config.emit_recovered,
                 lateness: config.allowed_lateness.0.max(0),
+                idle: shared::idle(config.allowed_lateness, config.idle_timeout),
                 max_cached_keys: config.max_cached_keys.max(1),
             },
             cache: Cache::default(),
@@ -461,11 +475,14 @@ impl Processor for BelowAverageProcessor {
         }
         slot.mark_dirty();
         let state = slot.state();
-        state.reorder.push(Quote {
-            time: event_time,
-            price,
-            id: event_id,
-        });
+        state.reorder.push(
+            Quote {
+                time: event_time,
+                price,
+                id: event_id,
+            },
+            ctx.meta.processing_time,
+        );
         while let Some(quote) = state.reorder.pop_ready(params.lateness) {
             let mut out = Out {
                 ctx: &mut *ctx,
@@ -475,6 +492,31 @@ impl Processor for BelowAverageProcessor {
             release(params, reader, state, quote, &mut out, state_errors);
         }
         Ok(())
+    }
+
+    fn on_tick(&mut self, ctx: &mut Context<'_, BelowAverageEvent>, tick: Tick<'_>) {
+        let Some(arrived_by) = shared::release_due(tick, self.params.idle) else {
+            return;
+        };
+        let params = &self.params;
+        let views = &mut self.views;
+        let state_errors = &mut self.state_errors;
+        let reader = ctx.state;
+        self.cache.visit(|symbol, state| {
+            if state.reorder.held_since().is_none_or(|t| t > arrived_by) {
+                return false;
+            }
+            state.reorder.release_all(params.lateness);
+            while let Some(quote) = state.reorder.pop_ready(params.lateness) {
+                let mut out = Out {
+                    ctx: &mut *ctx,
+                    views: &mut *views,
+                    symbol,
+                };
+                release(params, reader, state, quote, &mut out, state_errors);
+            }
+            true
+        });
     }
 
     fn flush(&mut self, changes: &mut dyn StateWriter) {
@@ -506,7 +548,9 @@ impl Processor for BelowAverageProcessor {
             let key = views::alert_key(&event.symbol, event.event_time, &event.event_id);
             changes.put(views::BELOW_AVERAGE_EVENTS, &key, &shared::to_json(&event));
         }
-        self.cache.evict(self.params.max_cached_keys);
+        self.cache.evict(self.params.max_cached_keys, |s| {
+            s.reorder.held_since().is_some()
+        });
     }
 }
 
@@ -767,8 +811,8 @@ fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::price_change::testkit::{arb_raw, build_series, plan, quote, run, step, T0};
     use crate::state::{MemoryState, NoState};
+    use crate::testkit::{arb_raw, build_series, plan, quote, run, step, T0};
     use proptest::prelude::*;
     use std::str::FromStr;
 
@@ -803,6 +847,38 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// A dip that is the symbol's last quote is held back for `allowed_lateness`; the wall clock
+    /// releases it after `idle_timeout`, the end of a replay's input at once.
+    #[test]
+    fn a_quiet_symbols_dip_is_released_by_the_wall_clock() {
+        use crate::testkit::{step_at, tick};
+        let cfg = config(|c| {
+            c.min_samples = 2;
+            c.idle_timeout = Some(DurationMs(5_000));
+        });
+        let now = 1_000_000;
+        for end in [Tick::WallClock(now + 5_000), Tick::EndOfInput] {
+            let mut p = BelowAverageProcessor::new(cfg.clone());
+            for (i, q) in minutes(&[("a", "10"), ("b", "10"), ("c", "8")])
+                .into_iter()
+                .enumerate()
+            {
+                assert!(step_at(&mut p, &NoState, i as i64, q, now)
+                    .unwrap()
+                    .is_empty());
+            }
+            if end != Tick::EndOfInput {
+                assert!(tick(&mut p, &NoState, Tick::WallClock(now + 4_999), now).is_empty());
+            }
+            let out = tick(&mut p, &NoState, end, now);
+            assert_eq!(out.len(), 1, "{end:?}");
+            assert_eq!(
+                (out[0].quote_event_id.as_str(), out[0].kind),
+                ("c", CrossingKind::Below)
+            );
+        }
     }
 
     /// `(id, price)` quotes of symbol X one minute apart from T0.
@@ -1546,6 +1622,7 @@ mod tests {
                     min_deviation_pct: ConfigDecimal(Decimal::from_str(dev).unwrap()),
                     emit_recovered: rec,
                     allowed_lateness: DurationMs(late),
+                    idle_timeout: None,
                     max_cached_keys: 100_000,
                 },
             )

@@ -22,15 +22,24 @@
 //! everything that must survive a crash is written out in `flush`; after a crash or a rebalance the
 //! runtime builds a fresh processor, which loads what it needs lazily through
 //! [`Context::state`].
+//!
+//! Time reaches a processor in two ways: the event time inside each record, and
+//! [`Processor::on_tick`], which the runtime calls when stream time or the wall clock advances
+//! and when a bounded run's input ends ([`Tick`]). A processor that holds records back for
+//! event-time order releases them there, so its outputs do not wait for the next record of the
+//! same key.
 
 pub mod below_average;
 pub mod config;
 pub mod consolidation;
 pub mod events;
+pub(crate) mod keyed;
 pub mod notify;
 pub mod price_change;
 pub mod risk;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod views;
 
 pub use state::{StateReader, StateWriter};
@@ -113,6 +122,29 @@ impl<'a, O> Context<'a, O> {
     }
 }
 
+/// Time passing, as the runtime reports it to [`Processor::on_tick`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick<'a> {
+    /// The wall clock reads this (epoch ms). Live runs report it about once a second, so work
+    /// held back for event-time order can be released when no later record arrives (a symbol
+    /// that stops quoting). Replays never see it: their outputs must not depend on when they
+    /// run.
+    WallClock(Millis),
+    /// The stream time of an input partition advanced: the greatest record timestamp read from
+    /// it so far (Kafka Streams' stream time). Reported after each batch that moved it.
+    StreamTime {
+        /// Input topic.
+        topic: &'a str,
+        /// Input partition.
+        partition: i32,
+        /// Its new stream time.
+        time: Millis,
+    },
+    /// The input ends here: a bounded run (a replay) read its whole range. Everything held back
+    /// is released, so a replay's outputs are complete and the same at every run.
+    EndOfInput,
+}
+
 /// A pure stream processor.
 pub trait Processor {
     /// The typed input (an enum when the processor reads several topics).
@@ -134,4 +166,10 @@ pub trait Processor {
     /// Write every state change since the last flush. Called before each checkpoint; what is
     /// written here is committed atomically with the input offsets processed so far.
     fn flush(&mut self, changes: &mut dyn StateWriter);
+
+    /// Time advanced (see [`Tick`]); emit through `ctx` as in [`Processor::process`]. `ctx.meta`
+    /// names the last input record the runtime handed this processor, with the current
+    /// processing time. Changes made here are flushed and committed like any other. The default
+    /// does nothing.
+    fn on_tick(&mut self, _ctx: &mut Context<'_, Self::Output>, _tick: Tick<'_>) {}
 }

@@ -9,6 +9,7 @@
 //! | `direction`        | `"rise"` | `"rise"`, `"fall"` or `"both"`                             |
 //! | `cooldown`         | window   | quiet period per symbol and direction after an alert       |
 //! | `allowed_lateness` | `"30s"`  | how far behind the newest quote a quote may arrive         |
+//! | `idle_timeout`     | lateness | wall-clock wait before a quiet symbol's held quotes count  |
 //! | `max_cached_keys`  | `100000` | symbols kept in memory after a flush (others reload)       |
 //!
 //! # Semantics
@@ -23,8 +24,17 @@
 //! symbol's accepted quotes sorted by event time (ties in arrival order): every quote is evaluated
 //! as if all of them had arrived in event-time order. The price of that exactness is latency: an
 //! alert for a quote at `t` is emitted when the first quote with `event_time >= t +
-//! allowed_lateness` arrives for that symbol (with `allowed_lateness = "0s"` at once; a symbol
-//! that receives no further quote keeps its last quotes buffered until it does).
+//! allowed_lateness` arrives for that symbol (with `allowed_lateness = "0s"` at once).
+//!
+//! **Quiet symbols.** A symbol that stops quoting (a halt, the end of the session) would keep its
+//! last quotes, and their alerts, held back for ever. So in live runs the runtime ticks the wall
+//! clock ([`Tick::WallClock`]): once a symbol has had no quote for `idle_timeout` of wall-clock
+//! time (default and upper bound: `allowed_lateness`), its held quotes are released. That moves
+//! its watermark up to its newest event time: a quote older than that arriving afterwards is
+//! `late`. Replays never see the wall clock; at the end of their range ([`Tick::EndOfInput`])
+//! they release whatever is still held, so two replays give the same outputs. Held quotes live in
+//! memory until released; after a restart they are released by their symbol's next quote or,
+//! if it stays quiet, not at all (the state keeps them; see the runtime's README section).
 //!
 //! **Window.** When quote `q` (time `t`, price `p`) is released, its window holds every released
 //! quote of the symbol with `t - window <= event_time <= t` up to and including `q`. Both ends
@@ -75,10 +85,10 @@
 
 use crate::config::{ConfigDecimal, DurationMs};
 use crate::events::{AssetPrice, Direction, PriceAlert, PERCENT_SCALE, PRICE_SCALE};
-use crate::{views, Context, Millis, Processor, Rejection, StateReader, StateWriter};
+use crate::keyed::{self as shared, Cache, Quote, Reorder};
+use crate::{views, Context, Millis, Processor, Rejection, StateWriter, Tick};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
-use shared::{Cache, Quote, Reorder};
 use std::collections::VecDeque;
 
 /// Private state table: key = symbol, value = postcard of the symbol's window state.
@@ -114,6 +124,9 @@ pub struct Config {
     pub cooldown: Option<DurationMs>,
     /// How far behind the newest quote of a symbol a quote may be and still count (default 30 s).
     pub allowed_lateness: DurationMs,
+    /// Wall-clock time after which a symbol's held-back quotes are evaluated when no later
+    /// quote of it arrived (default and upper bound: `allowed_lateness`).
+    pub idle_timeout: Option<DurationMs>,
     /// Symbols kept in memory after a flush; beyond it the least recently used are dropped
     /// (default 100 000).
     pub max_cached_keys: usize,
@@ -127,6 +140,7 @@ impl Default for Config {
             direction: Directions::Rise,
             cooldown: None,
             allowed_lateness: DurationMs(30_000),
+            idle_timeout: None,
             max_cached_keys: 100_000,
         }
     }
@@ -162,6 +176,11 @@ impl Config {
                 "allowed_lateness must be >= 0, got {}",
                 self.allowed_lateness
             ));
+        }
+        if let Some(t) = self.idle_timeout {
+            if t.0 < 0 {
+                return Err(format!("idle_timeout must be >= 0, got {t}"));
+            }
         }
         if self.max_cached_keys == 0 {
             return Err("max_cached_keys must be >= 1".to_string());
@@ -206,6 +225,7 @@ struct Params {
     window: Millis,
     cooldown: Millis,
     lateness: Millis,
+    idle: Millis,
     rise: bool,
     fall: bool,
     max_cached_keys: usize,
@@ -237,6 +257,7 @@ impl PriceChangeProcessor {
                 window,
                 cooldown: config.cooldown.map_or(window, |c| c.0.max(0)),
                 lateness: config.allowed_lateness.0.max(0),
+                idle: shared::idle(config.allowed_lateness, config.idle_timeout),
                 rise: config.direction != Directions::Fall,
                 fall: config.direction != Directions::Rise,
                 max_cached_keys: config.max_cached_keys.max(1),
@@ -297,15 +318,36 @@ impl Processor for PriceChangeProcessor {
         }
         slot.mark_dirty();
         let state = slot.state();
-        state.reorder.push(Quote {
-            time: event_time,
-            price,
-            id: event_id,
-        });
+        state.reorder.push(
+            Quote {
+                time: event_time,
+                price,
+                id: event_id,
+            },
+            ctx.meta.processing_time,
+        );
         while let Some(quote) = state.reorder.pop_ready(params.lateness) {
             release(params, &symbol, state, quote, ctx, &mut self.views);
         }
         Ok(())
+    }
+
+    fn on_tick(&mut self, ctx: &mut Context<'_, PriceAlert>, tick: Tick<'_>) {
+        let Some(arrived_by) = shared::release_due(tick, self.params.idle) else {
+            return;
+        };
+        let params = &self.params;
+        let views = &mut self.views;
+        self.cache.visit(|symbol, state| {
+            if state.reorder.held_since().is_none_or(|t| t > arrived_by) {
+                return false;
+            }
+            state.reorder.release_all(params.lateness);
+            while let Some(quote) = state.reorder.pop_ready(params.lateness) {
+                release(params, symbol, state, quote, ctx, views);
+            }
+            true
+        });
     }
 
     fn flush(&mut self, changes: &mut dyn StateWriter) {
@@ -316,7 +358,9 @@ impl Processor for PriceChangeProcessor {
             let key = views::alert_key(&alert.symbol, alert.to_time, &alert.alert_id);
             changes.put(views::PRICE_ALERTS, &key, &shared::to_json(&alert));
         }
-        self.cache.evict(self.params.max_cached_keys);
+        self.cache.evict(self.params.max_cached_keys, |s| {
+            s.reorder.held_since().is_some()
+        });
     }
 }
 
@@ -486,495 +530,11 @@ fn percent_change(from: Decimal, to: Decimal) -> Decimal {
     shared::round_to((to - from) * Decimal::ONE_HUNDRED / from, PERCENT_SCALE)
 }
 
-/// Helpers shared by [`crate::price_change`] and [`crate::below_average`]: the reorder buffer,
-/// the per-symbol working set and state (de)serialisation.
-pub(crate) mod shared {
-    use super::*;
-    use serde::de::DeserializeOwned;
-    use std::collections::HashMap;
-    use std::hash::{BuildHasherDefault, Hasher};
-
-    /// Serde adapter storing a [`Decimal`] as its 16 raw bytes (compact, fast, lossless).
-    pub(crate) mod dec_bytes {
-        use rust_decimal::Decimal;
-        use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-        pub(crate) fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-            d.serialize().serialize(s)
-        }
-
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-            <[u8; 16]>::deserialize(d).map(Decimal::deserialize)
-        }
-    }
-
-    /// One quote as kept in buffers and windows.
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    pub(crate) struct Quote {
-        pub(crate) time: Millis,
-        #[serde(with = "dec_bytes")]
-        pub(crate) price: Decimal,
-        pub(crate) id: String,
-    }
-
-    /// Reorder buffer: accepted quotes sorted by `(time, arrival)`, released at the watermark.
-    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-    pub(crate) struct Reorder {
-        /// Newest accepted event time.
-        max_time: Option<Millis>,
-        pub(super) pending: VecDeque<Quote>,
-    }
-
-    impl Reorder {
-        fn watermark(&self, lateness: Millis) -> Option<Millis> {
-            self.max_time.map(|m| m.saturating_sub(lateness))
-        }
-
-        /// `Err(late)` when `time` is behind the watermark.
-        pub(crate) fn check(
-            &self,
-            symbol: &str,
-            id: &str,
-            time: Millis,
-            lateness: Millis,
-        ) -> Result<(), Rejection> {
-            match self.watermark(lateness) {
-                Some(wm) if time < wm => Err(Rejection::new(
-                    "late",
-                    format!(
-                        "quote {id} of {symbol} at {time} is behind the watermark {wm} \
-                         (newest event time minus allowed lateness of {lateness} ms)"
-                    ),
-                )),
-                _ => Ok(()),
-            }
-        }
-
-        /// Add an accepted quote after every buffered quote with the same or an earlier time.
-        pub(crate) fn push(&mut self, quote: Quote) {
-            let time = quote.time;
-            if self.pending.back().is_none_or(|q| q.time <= time) {
-                self.pending.push_back(quote);
-            } else {
-                let at = self.pending.partition_point(|q| q.time <= time);
-                self.pending.insert(at, quote);
-            }
-            self.max_time = Some(self.max_time.map_or(time, |m| m.max(time)));
-        }
-
-        /// The oldest buffered quote if it is at or behind the watermark: no quote accepted
-        /// from now on can sort before it.
-        pub(crate) fn pop_ready(&mut self, lateness: Millis) -> Option<Quote> {
-            let wm = self.watermark(lateness)?;
-            if self.pending.front()?.time <= wm {
-                self.pending.pop_front()
-            } else {
-                None
-            }
-        }
-    }
-
-    /// `value` rounded half away from zero to `scale` places, and shown with exactly `scale`
-    /// places (`10.01` becomes `10.0100`).
-    pub(crate) fn round_to(value: Decimal, scale: u32) -> Decimal {
-        let mut rounded =
-            value.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
-        rounded.rescale(scale);
-        rounded
-    }
-
-    /// `10^k` for `k` in `0..=20`.
-    const POW10: [i128; 21] = {
-        let mut t = [1i128; 21];
-        let mut k = 1;
-        while k < 21 {
-            t[k] = t[k - 1] * 10;
-            k += 1;
-        }
-        t
-    };
-
-    /// `value` in units of `10^-8` if it has at most 8 decimal places.
-    pub(crate) fn units8(value: Decimal) -> Option<i128> {
-        let scale = value.scale();
-        (scale <= PRICE_SCALE).then(|| value.mantissa() * POW10[(PRICE_SCALE - scale) as usize])
-    }
-
-    /// `invalid_price` unless `0 < price < 10^12` with at most [`PRICE_SCALE`] places.
-    pub(crate) fn validate_price(q: &AssetPrice) -> Result<(), Rejection> {
-        // In units of 10^-8: 0 < units < 10^20.
-        match units8(q.price) {
-            Some(units) if units > 0 && units < POW10[20] => Ok(()),
-            _ => Err(Rejection::new(
-                "invalid_price",
-                format!(
-                    "quote {} of {}: price {} must be > 0, < 10^12 and have at most {} decimal \
-                     places",
-                    q.event_id, q.symbol, q.price, PRICE_SCALE
-                ),
-            )),
-        }
-    }
-
-    /// Decode a symbol's state from `table`, or start empty (counting undecodable values).
-    pub(crate) fn load<S: DeserializeOwned + Default>(
-        reader: &dyn StateReader,
-        table: &str,
-        symbol: &str,
-        errors: &mut u64,
-    ) -> S {
-        match reader.get(table, symbol.as_bytes()) {
-            None => S::default(),
-            Some(bytes) => postcard::from_bytes(&bytes).unwrap_or_else(|_| {
-                *errors += 1;
-                S::default()
-            }),
-        }
-    }
-
-    /// Postcard bytes of a state value.
-    pub(crate) fn encode<S: Serialize>(value: &S) -> Vec<u8> {
-        // Postcard into a growable Vec only fails for serde features it does not support
-        // (sequences or maps of unknown length, `collect_str`); the state types use none.
-        postcard::to_allocvec(value).expect("postcard encoding of processor state cannot fail")
-    }
-
-    /// JSON bytes of an output event for a view row.
-    pub(crate) fn to_json<S: Serialize>(value: &S) -> Vec<u8> {
-        // serde_json only fails for maps with non-string keys or failing Serialize impls; the
-        // event structs have neither.
-        serde_json::to_vec(value).expect("JSON encoding of an event cannot fail")
-    }
-
-    /// FxHash-style hasher for the symbol map: symbols are short, and SipHash would dominate the
-    /// per-quote cost. Keys come from our own topics, so hash flooding is not a concern.
-    #[derive(Debug, Default, Clone, Copy)]
-    pub(crate) struct FxHasher(u64);
-
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    impl FxHasher {
-        #[inline]
-        fn add(&mut self, word: u64) {
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
-        }
-    }
-
-    impl Hasher for FxHasher {
-        #[inline]
-        fn write(&mut self, bytes: &[u8]) {
-            let mut chunks = bytes.chunks_exact(8);
-            for chunk in &mut chunks {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                self.add(u64::from_le_bytes(word));
-            }
-            let rest = chunks.remainder();
-            if !rest.is_empty() {
-                let mut word = [0u8; 8];
-                word[..rest.len()].copy_from_slice(rest);
-                self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
-            }
-        }
-
-        #[inline]
-        fn write_u8(&mut self, i: u8) {
-            self.add(u64::from(i));
-        }
-
-        #[inline]
-        fn finish(&self) -> u64 {
-            self.0
-        }
-    }
-
-    #[derive(Debug)]
-    struct Slot<S> {
-        symbol: String,
-        state: S,
-        dirty: bool,
-        last_used: u64,
-    }
-
-    /// The in-memory working set: symbol -> state, with dirty tracking and LRU eviction.
-    /// Symbols index a vector of slots, so a quote costs one hash lookup and no allocation.
-    #[derive(Debug)]
-    pub(crate) struct Cache<S> {
-        index: HashMap<String, usize, BuildHasherDefault<FxHasher>>,
-        slots: Vec<Slot<S>>,
-        dirty: Vec<usize>,
-        tick: u64,
-    }
-
-    impl<S> Default for Cache<S> {
-        fn default() -> Self {
-            Self {
-                index: HashMap::default(),
-                slots: Vec::new(),
-                dirty: Vec::new(),
-                tick: 0,
-            }
-        }
-    }
-
-    /// A borrowed slot of the cache.
-    pub(crate) struct SlotRef<'a, S> {
-        slot: &'a mut Slot<S>,
-        dirty: &'a mut Vec<usize>,
-        at: usize,
-    }
-
-    impl<S> SlotRef<'_, S> {
-        /// The symbol's state.
-        pub(crate) fn state(&mut self) -> &mut S {
-            &mut self.slot.state
-        }
-
-        /// Record that the state changed and must be written at the next flush.
-        pub(crate) fn mark_dirty(&mut self) {
-            if !self.slot.dirty {
-                self.slot.dirty = true;
-                self.dirty.push(self.at);
-            }
-        }
-    }
-
-    impl<S> Cache<S> {
-        /// The slot of `symbol`, loading it with `load` on first sight.
-        pub(crate) fn get(&mut self, symbol: &str, load: impl FnOnce() -> S) -> SlotRef<'_, S> {
-            self.tick += 1;
-            let at = match self.index.get(symbol) {
-                Some(&at) => at,
-                None => {
-                    let at = self.slots.len();
-                    self.slots.push(Slot {
-                        symbol: symbol.to_string(),
-                        state: load(),
-                        dirty: false,
-                        last_used: 0,
-                    });
-                    self.index.insert(symbol.to_string(), at);
-                    at
-                }
-            };
-            // `index` only holds positions in `slots`; both are rebuilt together in `evict`.
-            let slot = &mut self.slots[at];
-            slot.last_used = self.tick;
-            SlotRef {
-                slot,
-                dirty: &mut self.dirty,
-                at,
-            }
-        }
-
-        /// Call `write` for every dirty symbol (in the order they became dirty) and mark it
-        /// clean.
-        pub(crate) fn flush_with(&mut self, mut write: impl FnMut(&str, &mut S)) {
-            for at in self.dirty.drain(..) {
-                if let Some(slot) = self.slots.get_mut(at) {
-                    slot.dirty = false;
-                    write(&slot.symbol, &mut slot.state);
-                }
-            }
-        }
-
-        /// After a flush: if more than `max` symbols are cached, keep only the `max / 2` (at
-        /// least 1) most recently used. Dirty entries are never dropped (and there are none
-        /// right after a flush).
-        pub(crate) fn evict(&mut self, max: usize) {
-            if self.slots.len() <= max {
-                return;
-            }
-            let keep = (max / 2).max(1);
-            let mut ticks: Vec<u64> = self.slots.iter().map(|s| s.last_used).collect();
-            let drop = ticks.len() - keep;
-            let (_, cutoff, _) = ticks.select_nth_unstable(drop - 1);
-            let cutoff = *cutoff;
-            self.slots.retain(|s| s.dirty || s.last_used > cutoff);
-            self.index.clear();
-            self.dirty.clear();
-            for (at, slot) in self.slots.iter().enumerate() {
-                self.index.insert(slot.symbol.clone(), at);
-                if slot.dirty {
-                    self.dirty.push(at);
-                }
-            }
-        }
-
-        /// Number of cached symbols.
-        pub(crate) fn len(&self) -> usize {
-            self.slots.len()
-        }
-    }
-}
-
-/// Helpers for the tests of both market processors.
-#[cfg(test)]
-pub(crate) mod testkit {
-    use crate::events::AssetPrice;
-    use crate::{Context, Millis, Processor, RecordMeta, Rejection, StateReader};
-    use proptest::prelude::*;
-    use rust_decimal::Decimal;
-    use std::collections::{BTreeMap, HashMap};
-    use std::str::FromStr;
-
-    /// An arbitrary event-time origin (2023-11-14T22:13:20Z).
-    pub(crate) const T0: Millis = 1_700_000_000_000;
-
-    /// A quote of `symbol` at `price` (decimal string) and event time `time`.
-    pub(crate) fn quote(id: &str, symbol: &str, price: &str, time: Millis) -> AssetPrice {
-        AssetPrice {
-            event_id: id.to_string(),
-            symbol: symbol.to_string(),
-            price: rust_decimal::Decimal::from_str(price).expect("test price"),
-            currency: "BRL".to_string(),
-            source: "b3".to_string(),
-            event_time: time,
-        }
-    }
-
-    /// Process one record at `offset`; the emitted outputs or the rejection.
-    pub(crate) fn step<P: Processor<Input = AssetPrice>>(
-        p: &mut P,
-        state: &dyn StateReader,
-        offset: i64,
-        input: AssetPrice,
-    ) -> Result<Vec<P::Output>, Rejection> {
-        let mut out = Vec::new();
-        let meta = RecordMeta {
-            topic: "asset-prices",
-            partition: 0,
-            offset,
-            timestamp: None,
-            processing_time: 0,
-        };
-        let mut ctx = Context::new(meta, state, &mut out);
-        p.process(&mut ctx, input)?;
-        Ok(out)
-    }
-
-    /// Process all records; per record, the outputs or the rejection.
-    pub(crate) fn run<P: Processor<Input = AssetPrice>>(
-        p: &mut P,
-        state: &dyn StateReader,
-        inputs: &[AssetPrice],
-    ) -> Vec<Result<Vec<P::Output>, Rejection>> {
-        inputs
-            .iter()
-            .enumerate()
-            .map(|(i, q)| step(p, state, i as i64, q.clone()))
-            .collect()
-    }
-
-    /// Raw material of one quote: symbol, time step, disorder, price move.
-    pub(crate) type RawQuote = (u8, u8, u32, u8, u32, i32, u8);
-
-    /// Turn raw material into quotes: a global clock with small steps and occasional gaps,
-    /// some quotes shifted back in time (some beyond the lateness), per-symbol random walks
-    /// in cents with occasional jumps.
-    pub(crate) fn build_series(raw: &[RawQuote], lateness: Millis) -> Vec<AssetPrice> {
-        const GRID: Millis = 2_500;
-        let mut clock = T0;
-        let mut prices = [10_000i64; 3];
-        raw.iter()
-            .enumerate()
-            .map(
-                |(i, &(sym, dt_kind, dt, jitter_kind, jitter, step, jump))| {
-                    // Times on a 2.5 s grid (windows, cooldowns and lateness are multiples of it),
-                    // so exact boundaries and equal times are frequent.
-                    clock += GRID
-                        * match dt_kind % 10 {
-                            0..=5 => i64::from(dt % 3),
-                            6..=8 => i64::from(dt % 24),
-                            _ => i64::from(dt % 160),
-                        };
-                    let time = if jitter_kind % 4 == 0 {
-                        clock - GRID * (i64::from(jitter) % ((lateness + 10_000) / GRID + 1))
-                    } else {
-                        clock
-                    };
-                    let s = usize::from(sym % 3);
-                    let mut mv = i64::from(step % 80);
-                    if jump % 8 == 0 {
-                        mv *= 20;
-                    }
-                    prices[s] = (prices[s] + mv).max(100);
-                    AssetPrice {
-                        event_id: format!("e{i}"),
-                        symbol: ["PETR4", "VALE3", "BTC-BRL"][s].to_string(),
-                        price: Decimal::new(prices[s], 2),
-                        currency: "BRL".to_string(),
-                        source: "test".to_string(),
-                        event_time: time,
-                    }
-                },
-            )
-            .collect()
-    }
-
-    pub(crate) fn arb_raw() -> impl Strategy<Value = Vec<RawQuote>> {
-        prop::collection::vec(
-            (
-                any::<u8>(),
-                any::<u8>(),
-                any::<u32>(),
-                any::<u8>(),
-                any::<u32>(),
-                -40i32..=40,
-                any::<u8>(),
-            ),
-            1..120,
-        )
-    }
-
-    /// One symbol's accepted inputs in processing order: `(input index, released at)`.
-    pub(crate) type SymbolPlan = (String, Vec<(usize, Option<usize>)>);
-
-    /// How the reorder buffer treats a series, computed plainly: which inputs are late, and per
-    /// symbol the accepted inputs in event-time order (ties in arrival order), each with the
-    /// input index at which it is released (`None`: still buffered at the end).
-    pub(crate) fn plan(quotes: &[AssetPrice], lateness: Millis) -> (Vec<usize>, Vec<SymbolPlan>) {
-        let mut late = Vec::new();
-        let mut max: HashMap<&str, Millis> = HashMap::new();
-        let mut accepted: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        let mut max_after: Vec<Option<Millis>> = Vec::new();
-        for (i, q) in quotes.iter().enumerate() {
-            let m = max.get(q.symbol.as_str()).copied();
-            if m.is_some_and(|m| q.event_time < m - lateness) {
-                late.push(i);
-            } else {
-                max.insert(&q.symbol, m.map_or(q.event_time, |m| m.max(q.event_time)));
-                accepted.entry(&q.symbol).or_default().push(i);
-            }
-            max_after.push(max.get(q.symbol.as_str()).copied());
-        }
-        let symbols = accepted
-            .into_iter()
-            .map(|(symbol, mut list)| {
-                list.sort_by_key(|&i| quotes[i].event_time); // stable
-                let list = list
-                    .into_iter()
-                    .map(|i| {
-                        let t = quotes[i].event_time;
-                        let released = (i..quotes.len()).find(|&j| {
-                            quotes[j].symbol == symbol
-                                && max_after[j].is_some_and(|m| m - lateness >= t)
-                        });
-                        (i, released)
-                    })
-                    .collect();
-                (symbol.to_string(), list)
-            })
-            .collect();
-        (late, symbols)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testkit::{arb_raw, build_series, plan, quote, run, step, T0};
     use super::*;
     use crate::state::{MemoryState, NoState};
+    use crate::testkit::{arb_raw, build_series, plan, quote, run, step, T0};
     use proptest::prelude::*;
     use std::str::FromStr;
 
@@ -997,6 +557,121 @@ mod tests {
     }
 
     // ------------------------------------------------------------------ scenarios
+
+    /// A symbol that rises and goes quiet: its last quote waits for `allowed_lateness` of event
+    /// time that never comes; the wall-clock tick releases it once it waited `idle_timeout`
+    /// (stream time alone does not), and the end of input releases it in replays.
+    #[test]
+    fn a_quiet_symbols_held_quote_is_released_by_the_wall_clock() {
+        use crate::testkit::{step_at, tick};
+        use crate::Tick;
+        let cfg = config(|c| c.idle_timeout = Some(DurationMs(10_000)));
+        let state = MemoryState::new();
+        let mut p = PriceChangeProcessor::new(cfg.clone());
+        let arrived = 1_000_000;
+        assert!(
+            step_at(&mut p, &state, 1, quote("a", "HALT", "100", T0), arrived)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            step_at(
+                &mut p,
+                &state,
+                2,
+                quote("b", "HALT", "112", T0 + M),
+                arrived
+            )
+            .unwrap()
+            .is_empty(),
+            "held for 30 s of event time"
+        );
+        let stream = Tick::StreamTime {
+            topic: "asset-prices",
+            partition: 0,
+            time: T0 + 10 * M,
+        };
+        assert!(tick(&mut p, &state, stream, arrived + 60_000).is_empty());
+        assert!(tick(
+            &mut p,
+            &state,
+            Tick::WallClock(arrived + 9_999),
+            arrived + 9_999
+        )
+        .is_empty());
+        let out = tick(
+            &mut p,
+            &state,
+            Tick::WallClock(arrived + 10_000),
+            arrived + 10_000,
+        );
+        assert_eq!(ids(&out), vec![("a", "b", "b/rise")]);
+        assert!(tick(
+            &mut p,
+            &state,
+            Tick::WallClock(arrived + 20_000),
+            arrived + 20_000
+        )
+        .is_empty());
+        // Released up to its newest quote: an older one would sort before it.
+        let late = step_at(
+            &mut p,
+            &state,
+            3,
+            quote("c", "HALT", "90", T0 + M - 1),
+            arrived,
+        );
+        assert_eq!(late.unwrap_err().reason, "late");
+        assert!(step_at(&mut p, &state, 4, quote("d", "HALT", "90", T0 + M), arrived).is_ok());
+
+        // A replay: no wall clock, the end of its input releases what is held.
+        let mut replay = PriceChangeProcessor::new(cfg.clone());
+        step_at(&mut replay, &state, 1, quote("a", "HALT", "100", T0), T0).unwrap();
+        step_at(
+            &mut replay,
+            &state,
+            2,
+            quote("b", "HALT", "112", T0 + M),
+            T0 + M,
+        )
+        .unwrap();
+        let out = tick(&mut replay, &state, Tick::EndOfInput, T0 + M);
+        assert_eq!(ids(&out), vec![("a", "b", "b/rise")]);
+
+        // Without idle_timeout the wait is allowed_lateness (30 s).
+        let mut p = PriceChangeProcessor::new(config(|_| {}));
+        step_at(&mut p, &state, 1, quote("a", "HALT", "100", T0), arrived).unwrap();
+        step_at(
+            &mut p,
+            &state,
+            2,
+            quote("b", "HALT", "112", T0 + M),
+            arrived,
+        )
+        .unwrap();
+        assert!(tick(&mut p, &state, Tick::WallClock(arrived + 29_999), 0).is_empty());
+        assert_eq!(
+            tick(&mut p, &state, Tick::WallClock(arrived + 30_000), 0).len(),
+            1
+        );
+    }
+
+    /// Held quotes stay in memory until released, whatever the cache size.
+    #[test]
+    fn eviction_keeps_symbols_with_held_quotes() {
+        use crate::testkit::{step_at, tick};
+        use crate::Tick;
+        let mut state = MemoryState::new();
+        let mut p = PriceChangeProcessor::new(config(|c| c.max_cached_keys = 1));
+        step_at(&mut p, &state, 1, quote("a", "HALT", "100", T0), 0).unwrap();
+        step_at(&mut p, &state, 2, quote("b", "HALT", "112", T0 + M), 0).unwrap();
+        for (i, s) in ["X", "Y", "Z"].into_iter().enumerate() {
+            step_at(&mut p, &state, 3 + i as i64, quote(s, s, "1", T0), 0).unwrap();
+            p.flush(&mut state);
+        }
+        let out = tick(&mut p, &state, Tick::EndOfInput, 0);
+        assert!(ids(&out).contains(&("a", "b", "b/rise")), "{out:?}");
+    }
 
     #[test]
     fn scenario_rise_within_4m59s_alerts() {
@@ -1404,11 +1079,14 @@ mod tests {
         let mut r = Reorder::default();
         for (t, id) in [(5, "a"), (3, "b"), (5, "c"), (4, "d"), (3, "e")] {
             r.check("X", id, t, 10).unwrap();
-            r.push(Quote {
-                time: t,
-                price: Decimal::ONE,
-                id: id.to_string(),
-            });
+            r.push(
+                Quote {
+                    time: t,
+                    price: Decimal::ONE,
+                    id: id.to_string(),
+                },
+                0,
+            );
         }
         let order: Vec<_> = r.pending.iter().map(|q| q.id.as_str()).collect();
         assert_eq!(order, vec!["b", "e", "d", "a", "c"]);
@@ -1656,6 +1334,7 @@ mod tests {
                 direction: dir,
                 cooldown: cd.map(DurationMs),
                 allowed_lateness: DurationMs(late),
+                idle_timeout: None,
                 max_cached_keys: 100_000,
             })
     }
