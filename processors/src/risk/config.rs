@@ -10,6 +10,10 @@
 //! max_cached_keys = 100000        # per in-memory table (payers, blacklist)
 //! sla = "2s"
 //!
+//! [processors.risk-scoring.params.dedup]  # duplicates of a transaction id, per valid payer
+//! window = "24h"                  # event time; a duplicate older than this is scored again
+//! max_ids = 1000                  # ids remembered per payer
+//!
 //! [processors.risk-scoring.params.rules.amount_ratio]
 //! weight = 250
 //! min_history = 5
@@ -98,6 +102,27 @@ pub struct Config {
     pub rules: RulesConfig,
     /// The optional external validator.
     pub external: ExternalConfig,
+    /// Dropping duplicate transaction ids.
+    pub dedup: DedupConfig,
+}
+
+/// Which transaction ids are remembered to drop duplicates (per valid payer, in its state).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupConfig {
+    /// How long (event time) an id is remembered (default 24 h).
+    pub window: DurationMs,
+    /// Most ids remembered per payer (default 1000); 0 turns dropping duplicates off.
+    pub max_ids: usize,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        Self {
+            window: DurationMs(24 * 3_600_000),
+            max_ids: 1000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -110,6 +135,7 @@ impl Default for Config {
             sla: DurationMs(2_000),
             rules: RulesConfig::default(),
             external: ExternalConfig::default(),
+            dedup: DedupConfig::default(),
         }
     }
 }

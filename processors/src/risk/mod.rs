@@ -98,8 +98,8 @@ pub mod store;
 mod tests;
 
 pub use config::{
-    AmountRatioRule, AmountZscoreRule, Config, ExternalConfig, NewPayeeRule, NightRule,
-    RulesConfig, VelocityLongRule, VelocityRule, MAX_SCORE,
+    AmountRatioRule, AmountZscoreRule, Config, DedupConfig, ExternalConfig, NewPayeeRule,
+    NightRule, RulesConfig, VelocityLongRule, VelocityRule, MAX_SCORE,
 };
 pub use processor::{
     arrival, decision_for, rule_ids, ExternalValidation, ExternalVerdict, RiskInput, RiskProcessor,

@@ -5,7 +5,9 @@
 use super::config::{Config, MAX_SCORE};
 use super::documents::{mask, normalize, redact_documents, Document, DocumentError};
 use super::resilience::UnavailableCause;
-use super::store::{decode, encode, Listing, PayerState, BLACKLIST_TABLE, PAYERS_TABLE};
+use super::store::{
+    decode, decode_payer, encode, encode_payer, Listing, PayerState, BLACKLIST_TABLE, PAYERS_TABLE,
+};
 use crate::events::{BlacklistEntry, Decision, RiskDecision, RiskReason, Transaction};
 use crate::{views, Context, Millis, Processor, Rejection, StateReader, StateWriter};
 use chrono::{DateTime, Timelike};
@@ -243,6 +245,7 @@ pub struct RiskProcessor {
     payers_dirty: Vec<String>,
     pending: Vec<RiskDecision>,
     tick: u64,
+    duplicates_skipped: u64,
 }
 
 impl RiskProcessor {
@@ -262,12 +265,19 @@ impl RiskProcessor {
             payers_dirty: Vec::new(),
             pending: Vec::new(),
             tick: 0,
+            duplicates_skipped: 0,
         }
     }
 
     /// The configuration in use.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Transactions skipped as duplicates of an id their payer sent inside the dedup window,
+    /// since this processor was built.
+    pub fn duplicates_skipped(&self) -> u64 {
+        self.duplicates_skipped
     }
 
     /// Blacklist keys held in memory (listed and known-absent), for a gauge.
@@ -345,7 +355,7 @@ impl RiskProcessor {
         }
         let value = state
             .get(PAYERS_TABLE, key.as_bytes())
-            .and_then(|bytes| decode::<PayerState>(&bytes))
+            .and_then(|bytes| decode_payer(&bytes))
             .unwrap_or_default();
         self.payers.insert(
             key.to_string(),
@@ -415,6 +425,14 @@ impl RiskProcessor {
         // From here on nothing fails: state may change.
         let payer: Result<Document, DocumentError> = Document::parse(&tx.payer_document);
         let payee: Result<Document, DocumentError> = Document::parse(&tx.payee_document);
+        if let Ok(doc) = &payer {
+            // A transaction delivered twice must not count twice in the payer's history.
+            self.load_payer(ctx.state, doc.digits());
+            if self.payers[doc.digits()].value.has_seen(&tx.transaction_id) {
+                self.duplicates_skipped += 1;
+                return Ok(());
+            }
+        }
         let mut reasons: Vec<RiskReason> = Vec::new();
         let mut hard = false;
         let mut degraded = false;
@@ -598,6 +616,13 @@ impl RiskProcessor {
             let long = &rules.velocity_1h;
             let retention = short.window.0.max(long.window.0);
             p.record_event(tx.event_time, amount, retention, long.max_events as usize);
+            let dedup = &self.config.dedup;
+            p.remember_id(
+                &tx.transaction_id,
+                tx.event_time,
+                dedup.window.0,
+                dedup.max_ids,
+            );
             for (count_id, sum_id, window, count_thr, count_w, sum_thr, sum_w) in [
                 (
                     rule_ids::VELOCITY_COUNT_10M,
@@ -787,7 +812,7 @@ impl Processor for RiskProcessor {
         for key in self.payers_dirty.drain(..) {
             if let Some(c) = self.payers.get_mut(&key) {
                 c.dirty = false;
-                changes.put(PAYERS_TABLE, key.as_bytes(), &encode(&c.value));
+                changes.put(PAYERS_TABLE, key.as_bytes(), &encode_payer(&c.value));
             }
         }
         for d in self.pending.drain(..) {

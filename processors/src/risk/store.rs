@@ -9,7 +9,8 @@
 //! - [`crate::views::RISK_DECISIONS`] `risk_decisions`: key = transaction id bytes, value = JSON
 //!   of [`crate::events::RiskDecision`].
 //!
-//! Values are one format-version byte ([`FORMAT_VERSION`]) followed by postcard. Decimals are
+//! Values are one format-version byte ([`FORMAT_VERSION`]; [`PAYER_FORMAT_VERSION`] for payers,
+//! whose version-1 values are still read) followed by postcard. Decimals are
 //! stored as rust_decimal's 16-byte representation. A value that cannot be decoded is treated
 //! fail-closed for the blacklist (the document counts as listed, reason
 //! "unreadable blacklist entry") and as a fresh history for a payer.
@@ -24,8 +25,10 @@ use std::collections::VecDeque;
 pub const BLACKLIST_TABLE: &str = "risk-scoring/blacklist";
 /// The per-payer behaviour table.
 pub const PAYERS_TABLE: &str = "risk-scoring/payers";
-/// First byte of every stored value.
+/// First byte of every stored value but a payer's.
 pub const FORMAT_VERSION: u8 = 1;
+/// First byte of a stored [`PayerState`] (version 2 added [`PayerState::seen_ids`]).
+pub const PAYER_FORMAT_VERSION: u8 = 2;
 
 /// A decimal stored as its 16-byte representation (compact and exact in postcard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +77,26 @@ pub struct Recent {
     pub amount: StoredDecimal,
 }
 
+/// A transaction id this payer sent recently (for dropping duplicates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenId {
+    /// Event time of the transaction.
+    pub time: Millis,
+    /// [`stable_hash`] of the transaction id.
+    pub id: u64,
+}
+
+/// A payer's state as version 1 stored it (before [`PayerState::seen_ids`]).
+#[derive(Deserialize)]
+struct PayerStateV1 {
+    count: u64,
+    mean: StoredDecimal,
+    m2: StoredDecimal,
+    max_event_time: Millis,
+    recent: VecDeque<Recent>,
+    known_payees: VecDeque<u64>,
+}
+
 /// Behaviour history of one payer.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PayerState {
@@ -91,6 +114,9 @@ pub struct PayerState {
     /// [`stable_hash`] of the normalized payee documents this payer paid, least recently paid
     /// first, at most `max_known_payees`.
     pub known_payees: VecDeque<u64>,
+    /// Transaction ids of this payer inside the dedup window, in arrival order, at most
+    /// `dedup.max_ids`.
+    pub seen_ids: VecDeque<SeenId>,
 }
 
 impl PayerState {
@@ -165,6 +191,29 @@ impl PayerState {
         (count, sum)
     }
 
+    /// Whether `transaction_id` is among the ids this payer sent inside the dedup window.
+    pub fn has_seen(&self, transaction_id: &str) -> bool {
+        let h = stable_hash(transaction_id.as_bytes());
+        self.seen_ids.iter().any(|s| s.id == h)
+    }
+
+    /// Remember `transaction_id`; forget ids beyond `max` (oldest first) and those that arrived
+    /// at or before `time - window` (checked from the oldest, so an id that arrived out of
+    /// event-time order may stay a little longer).
+    pub fn remember_id(&mut self, transaction_id: &str, time: Millis, window: Millis, max: usize) {
+        self.seen_ids.push_back(SeenId {
+            time,
+            id: stable_hash(transaction_id.as_bytes()),
+        });
+        while self.seen_ids.len() > max {
+            self.seen_ids.pop_front();
+        }
+        let horizon = self.max_event_time.max(time).saturating_sub(window);
+        while self.seen_ids.front().is_some_and(|s| s.time <= horizon) {
+            self.seen_ids.pop_front();
+        }
+    }
+
     /// Whether `payee` (normalized digits) is among the known payees.
     pub fn knows_payee(&self, payee: &str) -> bool {
         let h = stable_hash(payee.as_bytes());
@@ -193,6 +242,33 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         out.extend_from_slice(&body);
     }
     out
+}
+
+/// A payer's state as stored: [`PAYER_FORMAT_VERSION`] + postcard.
+pub fn encode_payer(value: &PayerState) -> Vec<u8> {
+    let mut out = encode(value);
+    out[0] = PAYER_FORMAT_VERSION;
+    out
+}
+
+/// Inverse of [`encode_payer`], reading version-1 values too (with no seen ids).
+pub fn decode_payer(bytes: &[u8]) -> Option<PayerState> {
+    match bytes.split_first() {
+        Some((&PAYER_FORMAT_VERSION, body)) => postcard::from_bytes(body).ok(),
+        Some((&FORMAT_VERSION, body)) => {
+            let v1: PayerStateV1 = postcard::from_bytes(body).ok()?;
+            Some(PayerState {
+                count: v1.count,
+                mean: v1.mean,
+                m2: v1.m2,
+                max_event_time: v1.max_event_time,
+                recent: v1.recent,
+                known_payees: v1.known_payees,
+                seen_ids: VecDeque::new(),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Inverse of [`encode`]; `None` for an unknown version or undecodable bytes.
@@ -284,18 +360,59 @@ mod tests {
         p.observe_amount(d("12.34"));
         p.record_event(5, d("12.34"), 100, 10);
         p.remember_payee("11222333000181", 10);
-        let bytes = encode(&p);
-        assert_eq!(bytes[0], FORMAT_VERSION);
-        assert_eq!(decode::<PayerState>(&bytes), Some(p));
+        p.remember_id("tx-1", 5, 100, 10);
+        let bytes = encode_payer(&p);
+        assert_eq!(bytes[0], PAYER_FORMAT_VERSION);
+        assert_eq!(decode_payer(&bytes), Some(p.clone()));
         let mut other = bytes.clone();
         other[0] = 99;
-        assert_eq!(decode::<PayerState>(&other), None);
-        assert_eq!(decode::<PayerState>(&[]), None);
+        assert_eq!(decode_payer(&other), None);
+        assert_eq!(decode_payer(&[]), None);
         let l = Listing {
             reason: "r".into(),
             source: "s".into(),
             since: -3,
         };
         assert_eq!(decode::<Listing>(&encode(&l)), Some(l));
+    }
+
+    #[test]
+    fn version_1_payers_are_read_with_no_seen_ids() {
+        #[derive(Serialize)]
+        struct V1<'a>(
+            u64,
+            StoredDecimal,
+            StoredDecimal,
+            Millis,
+            &'a VecDeque<Recent>,
+            &'a VecDeque<u64>,
+        );
+        let mut p = PayerState::default();
+        p.observe_amount(d("7.5"));
+        p.record_event(9, d("7.5"), 100, 10);
+        p.remember_payee("11222333000181", 10);
+        let v1 = encode(&V1(
+            p.count,
+            p.mean,
+            p.m2,
+            p.max_event_time,
+            &p.recent,
+            &p.known_payees,
+        ));
+        assert_eq!(v1[0], FORMAT_VERSION);
+        assert_eq!(decode_payer(&v1), Some(p));
+    }
+
+    #[test]
+    fn seen_ids_are_bounded_by_count_and_window() {
+        let mut p = PayerState::default();
+        for (i, t) in [10, 20, 30].into_iter().enumerate() {
+            p.remember_id(&format!("tx-{i}"), t, 100, 2);
+        }
+        assert!(!p.has_seen("tx-0"), "beyond max_ids");
+        assert!(p.has_seen("tx-1") && p.has_seen("tx-2"));
+        p.remember_id("tx-3", 125, 100, 10);
+        assert!(!p.has_seen("tx-1"), "at or before 125 - 100");
+        assert!(p.has_seen("tx-2") && p.has_seen("tx-3"));
     }
 }

@@ -265,7 +265,7 @@ fn invalid_payee_rejects_and_only_velocity_is_learned() {
     let rows = h.state.table(PAYERS_TABLE);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].0, PAYER_DIGITS.as_bytes());
-    let p: PayerState = store::decode(rows[0].1).unwrap();
+    let p: PayerState = store::decode_payer(rows[0].1).unwrap();
     assert_eq!(p.count, 0, "rejected amounts stay out of the statistics");
     assert_eq!(p.recent.len(), 1, "attempts count for velocity");
     assert!(p.known_payees.is_empty());
@@ -513,9 +513,12 @@ fn unavailable_validator_marks_the_decision_degraded() {
             "external validation of the payer ***.982.247-** unavailable (timeout); decided on local data"
         )]
     );
-    for v in [ExternalVerdict::Clean, ExternalVerdict::NotConfigured] {
+    for (i, v) in [ExternalVerdict::Clean, ExternalVerdict::NotConfigured]
+        .into_iter()
+        .enumerate()
+    {
         let out = h.decide_with(
-            tx("t2", PAYER, PAYEE, "10.00", noon()),
+            tx(&format!("t2-{i}"), PAYER, PAYEE, "10.00", noon()),
             ExternalValidation {
                 payer: v.clone(),
                 payee: v,
@@ -818,7 +821,9 @@ fn new_payee_fires_at_its_threshold_once_history_exists() {
 fn night_rule_uses_sao_paulo_local_time() {
     let mut h = Harness::new(Config::default());
     let night = |h: &mut Harness, utc: &str, amount: &str| {
-        h.decide(tx("n", PAYER, PAYEE, amount, at(utc))).reasons
+        // One id per instant: a repeated id would be dropped as a duplicate.
+        h.decide(tx(&format!("n-{utc}"), PAYER, PAYEE, amount, at(utc)))
+            .reasons
     };
     // 22:00 in São Paulo is 01:00 UTC.
     assert_eq!(
@@ -862,11 +867,23 @@ fn night_window_without_wrap_and_other_time_zone() {
         "1000.00 BRL at 01:00 local time (UTC), inside the night window 1h-5h (threshold 1000.00 BRL)"
     );
     assert!(h
-        .decide(tx("n", PAYER, PAYEE, "1000.00", at("2024-06-04T05:00:00Z")))
+        .decide(tx(
+            "n2",
+            PAYER,
+            PAYEE,
+            "1000.00",
+            at("2024-06-04T05:00:00Z")
+        ))
         .reasons
         .is_empty());
     assert!(h
-        .decide(tx("n", PAYER, PAYEE, "1000.00", at("2024-06-04T23:00:00Z")))
+        .decide(tx(
+            "n3",
+            PAYER,
+            PAYEE,
+            "1000.00",
+            at("2024-06-04T23:00:00Z")
+        ))
         .reasons
         .is_empty());
 }
@@ -1201,7 +1218,7 @@ fn corrupt_payer_state_starts_a_fresh_history() {
     assert_eq!(out.decision, Decision::Approve);
     h.flush();
     let bytes = crate::StateReader::get(&h.state, PAYERS_TABLE, PAYER_DIGITS.as_bytes()).unwrap();
-    let p: PayerState = store::decode(&bytes).unwrap();
+    let p: PayerState = store::decode_payer(&bytes).unwrap();
     assert_eq!((p.count, p.recent.len()), (1, 1));
 }
 
@@ -1367,4 +1384,40 @@ proptest! {
             }
         }
     }
+}
+
+/// A transaction delivered twice (a duplicate at the source) is decided once and counts once in
+/// the payer's velocity; after a restart the id is still known (it is in the flushed state).
+#[test]
+fn a_duplicate_transaction_id_is_dropped_and_counted_once() {
+    let mut c = quiet();
+    c.rules.velocity_10m.count = 2;
+    c.rules.velocity_10m.count_weight = 150;
+    let t0 = noon();
+    let mut h = Harness::new(c.clone());
+    assert!(h
+        .decide(tx("a", PAYER, PAYEE, "1.00", t0))
+        .reasons
+        .is_empty());
+    let again = RiskInput::Transaction {
+        tx: tx("a", PAYER, PAYEE, "1.00", t0),
+        validation: ExternalValidation::not_configured(),
+    };
+    assert_eq!(h.input(again.clone(), t0 + 10).unwrap(), vec![]);
+    assert_eq!(h.p.duplicates_skipped(), 1);
+    h.flush();
+    let mut fresh = Harness {
+        p: RiskProcessor::new(c),
+        state: h.state.clone(),
+        offset: 10,
+    };
+    assert_eq!(fresh.input(again, t0 + 20).unwrap(), vec![]);
+    // The second distinct transaction is the second in the window, not the third.
+    let out = fresh.decide(tx("b", PAYER, PAYEE, "1.00", t0 + MIN));
+    assert_eq!(out.reasons.len(), 1, "{:?}", out.reasons);
+    assert!(
+        out.reasons[0].text.starts_with("2 transactions"),
+        "{:?}",
+        out.reasons
+    );
 }
