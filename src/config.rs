@@ -5,20 +5,13 @@
 //! processor will need at start, so a bad key fails with an error naming the key and its line
 //! instead of a panic later.
 
+use crate::catalog::{Kind, ParamError, Params};
 use fluxo_processors::config::DurationMs;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
-
-/// The processors fluxo knows, by their names in topology.toml, the CLI and metrics.
-pub const PROCESSOR_KINDS: [&str; 4] = [
-    "price-change",
-    "below-average",
-    "risk-scoring",
-    "daily-consolidation",
-];
 
 /// A configuration problem, naming the key and (when known) the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -560,8 +553,8 @@ struct RawProcessor {
 pub struct ProcessorConfig {
     /// Its name (consumer group `fluxo-<name>`, metric label).
     pub name: String,
-    /// Which implementation (one of [`PROCESSOR_KINDS`]).
-    pub kind: String,
+    /// Which implementation.
+    pub kind: Kind,
     /// Input topics consumed in the group.
     pub inputs: Vec<String>,
     /// Topics every instance reads whole, as a table (e.g. the blacklist).
@@ -570,8 +563,46 @@ pub struct ProcessorConfig {
     pub outputs: Vec<String>,
     /// Whether `fluxo up`/`run` start it.
     pub enabled: bool,
-    /// The implementation's parameters, still as TOML (each processor's `Config` parses them).
-    pub params: toml::Table,
+    /// The implementation's parameters, parsed and validated.
+    pub params: Params,
+}
+
+/// Check that a processor's inputs and outputs hold the schemas its kind reads and writes.
+fn check_shape(
+    config: &ProcessorConfig,
+    topics: &BTreeMap<String, TopicConfig>,
+) -> Result<(), ParamError> {
+    let shape = config.kind.shape();
+    let check = |field: &str, list: &[String], schema: &str, exactly_one: bool| {
+        if exactly_one && list.len() != 1 {
+            return Err(ParamError {
+                key: field.into(),
+                message: format!("needs exactly one topic, got {}", list.len()),
+            });
+        }
+        for t in list {
+            let found = topics.get(t).map(|c| c.schema.as_str()).unwrap_or_default();
+            if found != schema {
+                return Err(ParamError {
+                    key: field.into(),
+                    message: format!(
+                        "topic `{t}` holds `{found}`, this processor needs `{schema}`"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    };
+    check("inputs", &config.inputs, shape.input, shape.single_input)?;
+    check("outputs", &config.outputs, shape.output, true)?;
+    match shape.global_input {
+        Some(schema) => check("global_inputs", &config.global_inputs, schema, false),
+        None if !config.global_inputs.is_empty() => Err(ParamError {
+            key: "global_inputs".into(),
+            message: format!("`{}` reads no global table", config.kind),
+        }),
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -728,17 +759,12 @@ impl Topology {
                 Some(k) => (k.get_ref().clone(), Some(k.span())),
                 None => (name.clone(), Some(span.clone())),
             };
-            if !PROCESSOR_KINDS.contains(&kind.0.as_str()) {
-                return Err(err(
-                    format!("processors.{name}.kind"),
-                    kind.1,
-                    format!(
-                        "unknown processor kind `{}`; known: {}",
-                        kind.0,
-                        PROCESSOR_KINDS.join(", ")
-                    ),
-                ));
-            }
+            let kind = match kind.0.parse::<Kind>() {
+                Ok(k) => k,
+                Err(message) => {
+                    return Err(err(format!("processors.{name}.kind"), kind.1, message))
+                }
+            };
             let check_topics = |field: &str, list: &Spanned<Vec<String>>| {
                 if let Some(missing) = list.get_ref().iter().find(|t| !topics.contains_key(*t)) {
                     return Err(err(
@@ -762,23 +788,31 @@ impl Topology {
                 ));
             }
             let params_span = p.params.as_ref().map(|s| s.span());
-            let params = p.params.map(|s| s.into_inner()).unwrap_or_default();
+            let table = p.params.map(|s| s.into_inner()).unwrap_or_default();
+            let in_params = |e: ParamError| {
+                err(
+                    format!("processors.{name}.{}", e.key),
+                    params_span.clone().or(Some(span.clone())),
+                    e.message,
+                )
+            };
+            let params = Params::parse(kind, &table).map_err(in_params)?;
             let config = ProcessorConfig {
                 name: name.clone(),
-                kind: kind.0,
+                kind,
                 inputs: p.inputs.into_inner(),
                 global_inputs: p.global_inputs.map(|g| g.into_inner()).unwrap_or_default(),
                 outputs: p.outputs.into_inner(),
                 enabled: p.enabled.unwrap_or(true),
                 params,
             };
-            if let Err(message) = crate::jobs::validate(&config, &topics) {
-                return Err(err(
-                    format!("processors.{name}.{}", message.key),
-                    params_span.or(Some(span)),
-                    message.message,
-                ));
-            }
+            check_shape(&config, &topics).map_err(|e| {
+                err(
+                    format!("processors.{name}.{}", e.key),
+                    Some(span.clone()),
+                    e.message,
+                )
+            })?;
             processors.insert(name, config);
         }
 
@@ -984,7 +1018,7 @@ outputs = ["price-alerts"]
         let t = Topology::parse(MINIMAL, "t.toml", &o).unwrap();
         assert_eq!(t.kafka.bootstrap_servers, "10.0.0.1:9093");
         assert_eq!(t.schema_registry.url, "http://127.0.0.1:8081");
-        assert_eq!(t.processors["price-change"].kind, "price-change");
+        assert_eq!(t.processors["price-change"].kind, Kind::PriceChange);
         let names: Vec<_> = t.all_topics().into_iter().map(|(n, _)| n).collect();
         assert!(names.contains(&"asset-prices.dlq".to_string()));
     }
@@ -1153,8 +1187,8 @@ outputs = ["price-alerts"]
     fn the_shipped_topology_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("topology.toml");
         let t = Topology::load(&path, &Overrides::default()).unwrap();
-        for kind in PROCESSOR_KINDS {
-            assert!(t.processors.contains_key(kind), "{kind} missing");
+        for kind in Kind::ALL {
+            assert!(t.processors.contains_key(kind.name()), "{kind} missing");
         }
     }
 }

@@ -30,10 +30,11 @@
 //! acknowledgements before it reads more. The consumer's prefetch is bounded in bytes, so memory
 //! does not grow with lag.
 
-use crate::config::{ProcessorConfig, Topology};
+use crate::config::Topology;
 use crate::jobs::{DeadLetter, Job, JobError, Output, RawRecord};
 use crate::metrics;
 use crate::state::{Checkpoint, StateStore, StoreReader, WriteBatch};
+use fluxo_processors::{RecordMeta, Tick};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
@@ -52,6 +53,25 @@ const MAX_BATCH_TIME: Duration = Duration::from_secs(10);
 
 /// Header carrying the deterministic id of an output record.
 pub const ID_HEADER: &str = "fluxo-id";
+/// Copy the input's W3C trace headers onto its outputs, so a trace started upstream continues
+/// past fluxo even with tracing off (with tracing on, the `publish` span replaces them with its
+/// own, a child of the same trace).
+fn forward_trace_headers(rec: &RawRecord<'_>, outputs: &mut [Output]) {
+    let Some(headers) = &rec.headers else {
+        return;
+    };
+    let trace = headers.iter().filter(|(k, _)| {
+        *k == crate::telemetry::kafka::TRACEPARENT || *k == crate::telemetry::kafka::TRACESTATE
+    });
+    for (k, v) in trace {
+        for out in outputs.iter_mut() {
+            if !out.headers.iter().any(|(have, _)| have == k) {
+                out.headers.push((k.to_string(), v.to_vec()));
+            }
+        }
+    }
+}
+
 /// Dead-letter headers.
 pub const DLQ_REASON: &str = "fluxo-dlq-reason";
 /// Human-readable detail of a dead letter.
@@ -144,6 +164,9 @@ impl CheckpointError {
     }
 }
 
+/// How often a live engine tells its processor the wall-clock time ([`Tick::WallClock`]).
+const WALL_TICK_EVERY: Duration = Duration::from_secs(1);
+
 /// How long an engine keeps rewinding and retrying commits the store fences before it stops:
 /// normally the group takes the partitions away first (a zombie's next poll learns it lost
 /// them); a fence that outlasts this is another process holding them for good (a live rebuild
@@ -185,6 +208,19 @@ struct Task {
     stage_checkpoints: bool,
     /// Since when commits have been fenced without a success in between.
     fenced_since: Option<Instant>,
+    /// The last input record handled: `(topic, partition, offset)`, named by tick outputs.
+    last_input: Option<(String, i32, i64)>,
+    /// Stream time per input partition (greatest record timestamp), and whether it advanced
+    /// since the processor was last told.
+    stream_times: Vec<StreamTime>,
+}
+
+/// The stream time of one input partition.
+struct StreamTime {
+    topic: String,
+    partition: i32,
+    time: i64,
+    advanced: bool,
 }
 
 /// A checkpoint's state changes and offsets, taken at a point in the stream, committed once every
@@ -523,6 +559,8 @@ impl Task {
                 return Err(why);
             }
         }
+        forward_trace_headers(rec, &mut outputs);
+        self.observe_position(rec);
         // Re-processed only to rebuild state: the outputs were committed in an earlier transaction.
         let replayed = self
             .txn
@@ -550,6 +588,110 @@ impl Task {
                 .with_label_values(&[&self.name])
                 .observe(latency);
         }
+        Ok(())
+    }
+
+    /// Remember `rec` as the last input and advance its partition's stream time.
+    fn observe_position(&mut self, rec: &RawRecord<'_>) {
+        match &mut self.last_input {
+            Some((topic, partition, offset)) => {
+                if topic != rec.topic {
+                    rec.topic.clone_into(topic);
+                }
+                *partition = rec.partition;
+                *offset = rec.offset;
+            }
+            None => self.last_input = Some((rec.topic.to_string(), rec.partition, rec.offset)),
+        }
+        let Some(ts) = rec.timestamp else { return };
+        // A handful of partitions per engine: a scan beats a map keyed by an owned topic.
+        match self
+            .stream_times
+            .iter_mut()
+            .find(|s| s.partition == rec.partition && s.topic == rec.topic)
+        {
+            Some(s) if ts > s.time => {
+                s.time = ts;
+                s.advanced = true;
+            }
+            Some(_) => {}
+            None => self.stream_times.push(StreamTime {
+                topic: rec.topic.to_string(),
+                partition: rec.partition,
+                time: ts,
+                advanced: true,
+            }),
+        }
+    }
+
+    /// Tell the job about every partition whose stream time advanced.
+    fn tick_stream_times(&mut self, processing_time: i64) -> Result<(), String> {
+        let advanced: Vec<(String, i32, i64)> = self
+            .stream_times
+            .iter_mut()
+            .filter_map(|s| std::mem::take(&mut s.advanced).then_some(&*s))
+            .map(|s| (s.topic.clone(), s.partition, s.time))
+            .collect();
+        for (topic, partition, time) in advanced {
+            let tick = Tick::StreamTime {
+                topic: &topic,
+                partition,
+                time,
+            };
+            self.tick(tick, processing_time)?;
+        }
+        Ok(())
+    }
+
+    /// Run a [`Tick`] through the job and produce what comes out. Its outputs are named after
+    /// the last input record (`<processor>:<topic>/<partition>/<offset>/t<time>.<n>`), so the
+    /// replay diff places them in the range of that record.
+    ///
+    /// # Errors
+    /// When the tick must be retried from the last checkpoint (a failed state read).
+    fn tick(&mut self, tick: Tick<'_>, processing_time: i64) -> Result<(), String> {
+        // Nothing was handed to the job since it was built: it holds nothing back.
+        let Some((topic, partition, offset)) = self.last_input.clone() else {
+            return Ok(());
+        };
+        let mut outputs = std::mem::take(&mut self.outputs);
+        outputs.clear();
+        let reader =
+            StoreReader::with_overlay(&*self.store, self.staged.as_ref().map(|s| &s.batch.writes));
+        let meta = RecordMeta {
+            topic: &topic,
+            partition,
+            offset,
+            timestamp: None,
+            processing_time,
+        };
+        let result = self.job.tick(tick, meta, &reader, &mut outputs);
+        if let Some(e) = reader.take_error() {
+            self.outputs = outputs;
+            return Err(e.to_string());
+        }
+        if let Err(e) = result {
+            self.outputs = outputs;
+            return Err(format!("{e:?}"));
+        }
+        if outputs.is_empty() {
+            self.outputs = outputs;
+            return Ok(());
+        }
+        for (i, out) in outputs.iter_mut().enumerate() {
+            let id = format!(
+                "{}:{topic}/{partition}/{offset}/t{processing_time}.{i}",
+                self.name
+            );
+            out.headers.push((ID_HEADER.to_string(), id.into_bytes()));
+            self.produce(out);
+            metrics::RECORDS_OUT
+                .with_label_values(&[&self.name, &out.topic])
+                .inc();
+        }
+        self.outputs = outputs;
+        // What the tick changed is committed with the next checkpoint.
+        self.since_checkpoint += 1;
         Ok(())
     }
 
@@ -775,8 +917,10 @@ pub enum Clock {
 
 /// Everything an engine needs to run.
 pub struct EngineSpec {
-    /// The processor's configuration.
-    pub processor: ProcessorConfig,
+    /// Input topics read in the consumer group.
+    pub inputs: Vec<String>,
+    /// Topics every instance reads whole, as tables (e.g. the blacklist).
+    pub global_inputs: Vec<String>,
     /// Name used for the consumer group, checkpoints and metrics (differs in replays).
     pub name: String,
     /// The job (decode, process, encode).
@@ -881,10 +1025,9 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     let produce_timeout = Duration::from_millis(rt.produce_timeout.millis().max(1) as u64);
     let txn = if exactly_once {
         let probe_topic = spec
-            .processor
             .inputs
             .first()
-            .or(spec.processor.global_inputs.first())
+            .or(spec.global_inputs.first())
             .cloned()
             .unwrap_or_default();
         let t = crate::transactions::Transactions::start(
@@ -924,6 +1067,8 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         next_seq: 0,
         staged: None,
         fenced_since: None,
+        last_input: None,
+        stream_times: Vec::new(),
         // Transactions commit per checkpoint, and a bounded run is judged by its final commit:
         // both keep the blocking checkpoint.
         stage_checkpoints: !exactly_once && spec.bounds.is_none(),
@@ -965,7 +1110,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     }
 
     // Global inputs: every instance reads them whole, caught up before the group starts.
-    let global = if spec.processor.global_inputs.is_empty() {
+    let global = if spec.global_inputs.is_empty() {
         None
     } else {
         let consumer: BaseConsumer = ccfg
@@ -975,7 +1120,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         let stored = lock(&task).stored_offsets();
         let mut tpl = TopicPartitionList::new();
         let mut ends = BTreeMap::new();
-        for topic in &spec.processor.global_inputs {
+        for topic in &spec.global_inputs {
             let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
             for t in md.topics() {
                 for p in t.partitions() {
@@ -1033,7 +1178,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     };
 
     // Group inputs; a processor with only global inputs (the `fluxo serve` replica) has none.
-    let consumer: Option<BaseConsumer<GroupContext>> = if spec.processor.inputs.is_empty() {
+    let consumer: Option<BaseConsumer<GroupContext>> = if spec.inputs.is_empty() {
         spec.started.store(true, Ordering::SeqCst);
         None
     } else {
@@ -1042,7 +1187,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             name: name.clone(),
             started: spec.started.clone(),
         })?;
-        let inputs: Vec<&str> = spec.processor.inputs.iter().map(String::as_str).collect();
+        let inputs: Vec<&str> = spec.inputs.iter().map(String::as_str).collect();
         match rt.assignment {
             // A bounded run (a replay) reads exactly its partitions, whatever the topology says.
             _ if bounds.is_some() => {
@@ -1059,10 +1204,13 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         Some(c)
     };
     metrics::PROCESSOR_UP.with_label_values(&[&name]).set(1.0);
-    tracing::info!(processor = %name, inputs = ?spec.processor.inputs, global_inputs = ?spec.processor.global_inputs, "engine started");
+    tracing::info!(processor = %name, inputs = ?spec.inputs, global_inputs = ?spec.global_inputs, "engine started");
 
     let checkpoint_every = Duration::from_millis(rt.checkpoint_interval.millis().max(1) as u64);
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(rt.max_batch);
+    // Live runs tell processors the wall-clock time; bounded runs must not depend on it.
+    let wall_ticks = matches!(clock, Clock::Wall) && bounds.is_none();
+    let mut last_wall_tick = Instant::now();
     while !shutdown.load(Ordering::SeqCst) {
         let mut global_records = 0;
         if let Some(g) = &global {
@@ -1176,6 +1324,20 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
                 continue;
             }
         }
+        let tick_time = match clock {
+            Clock::Wall => now_millis(),
+            Clock::RecordTime => t.stream_times.iter().map(|s| s.time).max().unwrap_or(0),
+        };
+        let mut ticked = t.tick_stream_times(tick_time);
+        if wall_ticks && ticked.is_ok() && last_wall_tick.elapsed() >= WALL_TICK_EVERY {
+            last_wall_tick = Instant::now();
+            ticked = t.tick(Tick::WallClock(tick_time), tick_time);
+        }
+        if let Err(e) = ticked {
+            tracing::error!(processor = %name, error = %e, "cannot advance the processor's time; rewinding to the last checkpoint");
+            rewind(&mut t, consumer.as_ref(), global.as_ref());
+            continue;
+        }
         t.producer.poll(Duration::ZERO);
         if batch.is_empty() && global_records == 0 && t.since_checkpoint == 0 && t.staged.is_none()
         {
@@ -1188,6 +1350,11 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             if reached_ends(&t, c, b) {
                 // Messages still held keep the consumer from being destroyed.
                 batch.clear();
+                if let Err(e) = t.tick(Tick::EndOfInput, tick_time) {
+                    tracing::error!(processor = %name, error = %e, "cannot release what is held at the end of the range; rewinding to the last checkpoint");
+                    rewind(&mut t, consumer.as_ref(), global.as_ref());
+                    continue;
+                }
                 break;
             }
         }

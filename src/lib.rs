@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: `topology.toml` loading, validation and `FLUXO_*` overrides.
+//! - [`catalog`]: the processor kinds: schemas, typed parameters, stores and views per kind.
 //! - [`api`]: the HTTP query API (JWT auth, OpenAPI document).
 //! - [`avro`]: the Avro codec for fluxo's events, Confluent framing, JSON conversion.
 //! - [`codec`]: schema-registry-aware encoding and decoding of records.
@@ -23,6 +24,7 @@
 
 pub mod api;
 pub mod avro;
+pub mod catalog;
 pub mod cli;
 pub mod codec;
 pub mod config;

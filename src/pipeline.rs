@@ -33,9 +33,10 @@ impl Pipeline {
         let mut started = Vec::new();
         for p in topology.processors.values().filter(|p| p.enabled) {
             let codec = Codec::new(handle.clone(), sr.clone(), ids.clone());
-            let job = crate::jobs::build(p, codec, topology)?;
+            let job = crate::jobs::build(p, codec)?;
             let spec = EngineSpec {
-                processor: p.clone(),
+                inputs: p.inputs.clone(),
+                global_inputs: p.global_inputs.clone(),
                 name: p.name.clone(),
                 job,
                 store: store.clone(),
@@ -62,7 +63,8 @@ impl Pipeline {
                 shutdown.clone(),
             )?;
             let spec = EngineSpec {
-                processor: crate::notifier::processor_config(n),
+                inputs: n.topics.clone(),
+                global_inputs: Vec::new(),
                 name: n.engine_name(),
                 job: Box::new(job),
                 store: store.clone(),

@@ -165,11 +165,18 @@ async fn produce_market(env: &Env) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_are_deterministic_fresh_leaves_live_alone_and_live_rebuild_matches() {
     let _serial = serial();
-    let env = Env::new(&["price-change"], "");
+    // Live releases a quiet symbol's held quotes after `idle_timeout` of wall-clock time, a
+    // replay at the end of its range: with a short timeout both have emitted everything.
+    let env = Env::new(
+        &["price-change"],
+        "[processors.price-change.params]\nidle_timeout = \"1s\"\n",
+    );
     env.create_topics();
     let mut child = env.start();
     let n = produce_market(&env).await;
     env.wait_checkpointed("price-change", n as u64, Duration::from_secs(90));
+    // The idle timeout, a tick and a checkpoint.
+    std::thread::sleep(Duration::from_secs(4));
 
     // While `fluxo run` holds the store, a live rebuild is refused with a clear message.
     let fenced = replay(

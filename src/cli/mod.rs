@@ -212,6 +212,13 @@ async fn run(cli: Cli, topology_given: bool) -> Result<(), Failure> {
             }
             println!("processors:");
             for p in t.processors.values() {
+                let stores = crate::catalog::StoreNamespace::new(p.kind, &p.name);
+                let stores: Vec<String> = p
+                    .kind
+                    .stores()
+                    .iter()
+                    .map(|s| format!("{}{s}", stores.prefix()))
+                    .collect();
                 println!(
                     "  {:<20} kind={} inputs={:?} global_inputs={:?} outputs={:?}{}",
                     p.name,
@@ -221,6 +228,7 @@ async fn run(cli: Cli, topology_given: bool) -> Result<(), Failure> {
                     p.outputs,
                     if p.enabled { "" } else { " (disabled)" }
                 );
+                println!("  {:<20} stores={stores:?} view={}", "", p.kind.view());
             }
             if !t.notifiers.is_empty() {
                 println!("notifiers:");

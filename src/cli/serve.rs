@@ -9,7 +9,7 @@ use super::up::{api_auth, open_scylla, termination};
 use super::{load_topology, Failure};
 use crate::api::{self, ApiState, Freshness};
 use crate::codec::{registry_settings, Codec};
-use crate::config::{Backend, ProcessorConfig, Topology};
+use crate::config::{Backend, Topology};
 use crate::engine::{self, Clock, EngineSpec};
 use crate::http::{self, AppState};
 use crate::jobs::views::{ViewKind, ViewsJob};
@@ -52,15 +52,8 @@ pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure>
     let sr = registry_settings(&topology.schema_registry.url)?;
     let codec = Codec::new(tokio::runtime::Handle::current(), sr, Default::default());
     let spec = EngineSpec {
-        processor: ProcessorConfig {
-            name: "serve".into(),
-            kind: "views".into(),
-            inputs: Vec::new(),
-            global_inputs: topics.keys().cloned().collect(),
-            outputs: Vec::new(),
-            enabled: true,
-            params: toml::Table::new(),
-        },
+        inputs: Vec::new(),
+        global_inputs: topics.keys().cloned().collect(),
         name: "serve".into(),
         job: Box::new(ViewsJob::new(codec, topics)),
         store,

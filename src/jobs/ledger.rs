@@ -19,8 +19,8 @@ pub struct ConsolidationBinding {
     pub config: consolidation::Config,
     /// The `daily-balances` topic.
     pub output: String,
-    /// Duplicates the current processor had skipped at the last look (for the counter).
-    pub seen_duplicates: std::cell::Cell<u64>,
+    /// Duplicates skipped, for the counter.
+    pub duplicates: super::DuplicateCounter,
 }
 
 impl Binding for ConsolidationBinding {
@@ -35,15 +35,8 @@ impl Binding for ConsolidationBinding {
     }
 
     fn after(&self, processor: &ConsolidationProcessor) {
-        let now = processor.duplicates_skipped();
-        let before = self.seen_duplicates.replace(now);
-        // A fresh processor (after a rewind) starts from zero again.
-        let delta = if now >= before { now - before } else { now };
-        if delta > 0 {
-            crate::metrics::DUPLICATES_SKIPPED
-                .with_label_values(&["daily-consolidation"])
-                .inc_by(delta);
-        }
+        self.duplicates
+            .update("daily-consolidation", processor.duplicates_skipped());
     }
 
     /// A balance changed after its business day had ended (in processing time) is a late

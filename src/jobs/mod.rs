@@ -4,11 +4,10 @@
 //! kind has a [`Binding`] (which topic decodes into which input variant, which output goes to
 //! which topic with which key) and runs as a [`TypedJob`].
 
+use crate::catalog::{Params, StoreNamespace};
 use crate::codec::{Codec, DecodeFailure};
-use crate::config::{ProcessorConfig, TopicConfig};
-use fluxo_processors::{below_average, consolidation, price_change};
-use fluxo_processors::{Context, Processor, RecordMeta, StateReader, StateWriter};
-use std::collections::BTreeMap;
+use crate::config::ProcessorConfig;
+use fluxo_processors::{Context, Processor, RecordMeta, StateReader, StateWriter, Tick};
 
 pub mod ledger;
 pub mod market;
@@ -121,6 +120,21 @@ pub trait Job: Send {
         out: &mut Vec<Output>,
     ) -> Result<(), JobError>;
 
+    /// Tell the processor that time advanced ([`Tick`]), appending what it emits to `out`.
+    /// `meta` is the last input record handed to the job, with the current processing time.
+    ///
+    /// # Errors
+    /// [`JobError::Retry`] when an output cannot be encoded.
+    fn tick(
+        &mut self,
+        _tick: Tick<'_>,
+        _meta: RecordMeta<'_>,
+        _state: &dyn StateReader,
+        _out: &mut Vec<Output>,
+    ) -> Result<(), JobError> {
+        Ok(())
+    }
+
     /// Write state changes since the last flush.
     fn flush(&mut self, changes: &mut dyn StateWriter);
 
@@ -171,24 +185,62 @@ pub trait Binding: Send + 'static {
     fn after(&self, _processor: &Self::P) {}
 }
 
+/// Feeds `fluxo_duplicates_skipped_total{processor}` from a processor's own running count,
+/// which restarts from zero when the processor is rebuilt (after a rewind or a rebalance).
+#[derive(Debug, Default)]
+pub struct DuplicateCounter {
+    seen: std::cell::Cell<u64>,
+}
+
+impl DuplicateCounter {
+    /// Add what `skipped_so_far` grew by since the last call to the counter of `processor`.
+    pub fn update(&self, processor: &str, skipped_so_far: u64) {
+        let before = self.seen.replace(skipped_so_far);
+        let delta = skipped_so_far.checked_sub(before).unwrap_or(skipped_so_far);
+        if delta > 0 {
+            crate::metrics::DUPLICATES_SKIPPED
+                .with_label_values(&[processor])
+                .inc_by(delta);
+        }
+    }
+}
+
 /// A [`Binding`] run as a [`Job`].
 pub struct TypedJob<B: Binding> {
     binding: B,
     processor: B::P,
     codec: Codec,
     typed: Vec<<B::P as Processor>::Output>,
+    stores: StoreNamespace,
 }
 
 impl<B: Binding> TypedJob<B> {
-    /// Run `binding`'s processor with `codec`.
-    pub fn new(binding: B, codec: Codec) -> Self {
+    /// Run `binding`'s processor with `codec`, its state kept under `stores`.
+    pub fn new(binding: B, codec: Codec, stores: StoreNamespace) -> Self {
         let processor = binding.new_processor();
         Self {
             binding,
             processor,
             codec,
             typed: Vec::new(),
+            stores,
         }
+    }
+
+    /// Encode what the processor emitted into records for `out`.
+    fn encode_typed(&mut self, out: &mut Vec<Output>) -> Result<(), JobError> {
+        for o in &self.typed {
+            self.binding.observe(o);
+            match self.binding.encode(&self.codec, o) {
+                Ok(record) => out.push(record),
+                Err(e) => {
+                    // The processor's state already moved; an output that cannot be encoded is
+                    // a bug, so stop rather than lose it.
+                    return Err(JobError::Retry(format!("cannot encode an output: {e}")));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -216,26 +268,54 @@ where
             processing_time,
         };
         self.typed.clear();
+        let namespaced = NamespacedReader {
+            ns: &self.stores,
+            inner: state,
+        };
+        let state: &dyn StateReader = if self.stores.is_identity() {
+            state
+        } else {
+            &namespaced
+        };
         let mut ctx = Context::new(meta, state, &mut self.typed);
         let result = self.processor.process(&mut ctx, input);
         self.binding.after(&self.processor);
         result?;
-        for o in &self.typed {
-            self.binding.observe(o);
-            match self.binding.encode(&self.codec, o) {
-                Ok(record) => out.push(record),
-                Err(e) => {
-                    // The processor's state already moved; an output that cannot be encoded is
-                    // a bug, so stop rather than lose it.
-                    return Err(JobError::Retry(format!("cannot encode an output: {e}")));
-                }
-            }
-        }
-        Ok(())
+        self.encode_typed(out)
+    }
+
+    fn tick(
+        &mut self,
+        tick: Tick<'_>,
+        meta: RecordMeta<'_>,
+        state: &dyn StateReader,
+        out: &mut Vec<Output>,
+    ) -> Result<(), JobError> {
+        self.typed.clear();
+        let namespaced = NamespacedReader {
+            ns: &self.stores,
+            inner: state,
+        };
+        let state: &dyn StateReader = if self.stores.is_identity() {
+            state
+        } else {
+            &namespaced
+        };
+        let mut ctx = Context::new(meta, state, &mut self.typed);
+        self.processor.on_tick(&mut ctx, tick);
+        self.binding.after(&self.processor);
+        self.encode_typed(out)
     }
 
     fn flush(&mut self, changes: &mut dyn StateWriter) {
-        self.processor.flush(changes);
+        if self.stores.is_identity() {
+            self.processor.flush(changes);
+        } else {
+            self.processor.flush(&mut NamespacedWriter {
+                ns: &self.stores,
+                inner: changes,
+            });
+        }
     }
 
     fn reset(&mut self) {
@@ -243,166 +323,71 @@ where
     }
 }
 
-/// A processor-config problem: the key under `processors.<name>.` and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParamError {
-    /// Key below the processor, e.g. `params.window`.
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-/// Parse a processor's `params` table into its `Config`.
-///
-/// # Errors
-/// A [`ParamError`] naming the key.
-pub fn parse_params<C: serde::de::DeserializeOwned>(params: &toml::Table) -> Result<C, ParamError> {
-    C::deserialize(toml::Value::Table(params.clone())).map_err(|e| {
-        let message = e.message().to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field"))
-            .map(|f| format!("params.{f}"))
-            .unwrap_or_else(|| "params".to_string());
-        ParamError {
-            key: field,
-            message,
-        }
-    })
-}
-
-/// The schemas a processor kind reads (group inputs, global inputs) and writes.
-fn shape(kind: &str) -> (&'static str, Option<&'static str>, &'static str) {
-    match kind {
-        "price-change" => ("AssetPrice", None, "PriceAlert"),
-        "below-average" => ("AssetPrice", None, "BelowAverageEvent"),
-        "risk-scoring" => ("Transaction", Some("BlacklistEntry"), "RiskDecision"),
-        _ => ("LedgerEntry", None, "DailyBalance"),
-    }
-}
-
-fn check_topics(
-    field: &str,
-    list: &[String],
-    schema: &str,
-    exactly_one: bool,
-    topics: &BTreeMap<String, TopicConfig>,
-) -> Result<(), ParamError> {
-    if exactly_one && list.len() != 1 {
-        return Err(ParamError {
-            key: field.into(),
-            message: format!("needs exactly one topic, got {}", list.len()),
-        });
-    }
-    for t in list {
-        let found = topics.get(t).map(|c| c.schema.as_str()).unwrap_or_default();
-        if found != schema {
-            return Err(ParamError {
-                key: field.into(),
-                message: format!("topic `{t}` holds `{found}`, this processor needs `{schema}`"),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn params<C: serde::de::DeserializeOwned>(
-    config: &ProcessorConfig,
-    validate: impl Fn(&C) -> Result<(), String>,
-) -> Result<C, ParamError> {
-    let c: C = parse_params(&config.params)?;
-    validate(&c).map_err(|message| ParamError {
-        key: "params".into(),
-        message,
-    })?;
-    Ok(c)
-}
-
-/// Check that a processor's inputs, outputs and params fit its kind.
-///
-/// # Errors
-/// A [`ParamError`] naming the key under `processors.<name>`.
-pub fn validate(
-    config: &ProcessorConfig,
-    topics: &BTreeMap<String, TopicConfig>,
-) -> Result<(), ParamError> {
-    let (input, global, output) = shape(&config.kind);
-    check_topics(
-        "inputs",
-        &config.inputs,
-        input,
-        config.kind == "risk-scoring",
-        topics,
-    )?;
-    check_topics("outputs", &config.outputs, output, true, topics)?;
-    match global {
-        Some(schema) => check_topics(
-            "global_inputs",
-            &config.global_inputs,
-            schema,
-            false,
-            topics,
-        )?,
-        None if !config.global_inputs.is_empty() => {
-            return Err(ParamError {
-                key: "global_inputs".into(),
-                message: format!("`{}` reads no global table", config.kind),
-            })
-        }
-        None => {}
-    }
-    match config.kind.as_str() {
-        "price-change" => params(config, price_change::Config::validate).map(|_| ()),
-        "below-average" => params(config, below_average::Config::validate).map(|_| ()),
-        "risk-scoring" => params(config, fluxo_processors::risk::Config::validate).map(|_| ()),
-        _ => params(config, consolidation::Config::validate).map(|_| ()),
-    }
-}
-
 /// Build the job of a validated processor.
 ///
 /// # Errors
-/// When its parameters do not parse (they were validated at load, so only on a bug) or the
-/// validator client cannot be built.
-pub fn build(
-    config: &ProcessorConfig,
-    codec: Codec,
-    _topology: &crate::config::Topology,
-) -> anyhow::Result<Box<dyn Job>> {
-    let err =
-        |e: ParamError| anyhow::anyhow!("processors.{}.{}: {}", config.name, e.key, e.message);
+/// When the validator client of a risk processor cannot be built.
+pub fn build(config: &ProcessorConfig, codec: Codec) -> anyhow::Result<Box<dyn Job>> {
     let output = config.outputs[0].clone();
-    Ok(match config.kind.as_str() {
-        "price-change" => Box::new(TypedJob::new(
+    let ns = StoreNamespace::new(config.kind, &config.name);
+    Ok(match &config.params {
+        Params::PriceChange(c) => Box::new(TypedJob::new(
             market::PriceChangeBinding {
-                config: params(config, price_change::Config::validate).map_err(err)?,
+                config: c.clone(),
                 output,
             },
             codec,
+            ns,
         )),
-        "below-average" => Box::new(TypedJob::new(
+        Params::BelowAverage(c) => Box::new(TypedJob::new(
             market::BelowAverageBinding {
-                config: params(config, below_average::Config::validate).map_err(err)?,
+                config: c.clone(),
                 output,
             },
             codec,
+            ns,
         )),
-        "risk-scoring" => Box::new(TypedJob::new(
-            risk::RiskBinding::new(
-                params(config, fluxo_processors::risk::Config::validate).map_err(err)?,
-                config.inputs[0].clone(),
-                output,
-            )?,
+        Params::RiskScoring(c) => Box::new(TypedJob::new(
+            risk::RiskBinding::new((**c).clone(), config.inputs[0].clone(), output)?,
             codec,
+            ns,
         )),
-        _ => Box::new(TypedJob::new(
+        Params::DailyConsolidation(c) => Box::new(TypedJob::new(
             ledger::ConsolidationBinding {
-                config: params(config, consolidation::Config::validate).map_err(err)?,
+                config: c.clone(),
                 output,
-                seen_duplicates: std::cell::Cell::new(0),
+                duplicates: DuplicateCounter::default(),
             },
             codec,
+            ns,
         )),
     })
+}
+
+/// A [`StateReader`] that finds a processor's stores under its [`StoreNamespace`].
+struct NamespacedReader<'a> {
+    ns: &'a StoreNamespace,
+    inner: &'a dyn StateReader,
+}
+
+impl StateReader for NamespacedReader<'_> {
+    fn get(&self, table: &str, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.get(&self.ns.map(table), key)
+    }
+}
+
+/// A [`StateWriter`] that writes a processor's stores under its [`StoreNamespace`].
+struct NamespacedWriter<'a> {
+    ns: &'a StoreNamespace,
+    inner: &'a mut dyn StateWriter,
+}
+
+impl StateWriter for NamespacedWriter<'_> {
+    fn put(&mut self, table: &str, key: &[u8], value: &[u8]) {
+        self.inner.put(&self.ns.map(table), key, value);
+    }
+
+    fn delete(&mut self, table: &str, key: &[u8]) {
+        self.inner.delete(&self.ns.map(table), key);
+    }
 }

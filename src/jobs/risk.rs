@@ -32,6 +32,7 @@ pub struct RiskBinding {
     pub validator: Option<Validator>,
     /// Transactions decoded in `prepare`, by (partition, offset), with their verdicts.
     prepared: HashMap<(i32, i64), Result<(Transaction, ExternalValidation), JobError>>,
+    duplicates: super::DuplicateCounter,
 }
 
 impl RiskBinding {
@@ -47,6 +48,7 @@ impl RiskBinding {
             output,
             validator,
             prepared: HashMap::new(),
+            duplicates: super::DuplicateCounter::default(),
         })
     }
 }
@@ -158,6 +160,11 @@ impl Binding for RiskBinding {
             decision.transaction_id.as_bytes(),
             codec.encode(&self.output, decision)?,
         ))
+    }
+
+    fn after(&self, processor: &RiskProcessor) {
+        self.duplicates
+            .update("risk-scoring", processor.duplicates_skipped());
     }
 
     fn observe(&self, decision: &RiskDecision) {

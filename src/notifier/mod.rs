@@ -14,18 +14,3 @@
 
 pub mod config;
 pub mod job;
-
-use crate::config::ProcessorConfig;
-
-/// The engine-side description of a notifier: its topics as group inputs, no outputs.
-pub fn processor_config(n: &config::NotifierConfig) -> ProcessorConfig {
-    ProcessorConfig {
-        name: n.engine_name(),
-        kind: "notifier".into(),
-        inputs: n.topics.clone(),
-        global_inputs: Vec::new(),
-        outputs: Vec::new(),
-        enabled: n.enabled,
-        params: toml::Table::new(),
-    }
-}

@@ -11,6 +11,7 @@
 
 use super::range::Range;
 use super::ReplayError;
+use crate::catalog::Kind;
 use crate::codec::Codec;
 use crate::config::{ProcessorConfig, Topology};
 use crate::engine::ID_HEADER;
@@ -209,9 +210,9 @@ fn rfc3339(ms: i64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
-fn entry(kind: &str, codec: &mut Codec, payload: Option<&[u8]>) -> Option<Entry> {
+fn entry(kind: Kind, codec: &mut Codec, payload: Option<&[u8]>) -> Option<Entry> {
     Some(match kind {
-        "risk-scoring" => {
+        Kind::RiskScoring => {
             let d: RiskDecision = codec.decode(payload).ok()?;
             Entry {
                 change: Change {
@@ -222,7 +223,7 @@ fn entry(kind: &str, codec: &mut Codec, payload: Option<&[u8]>) -> Option<Entry>
                 class: fluxo_processors::risk::decision_symbol(d.decision).to_string(),
             }
         }
-        "price-change" => {
+        Kind::PriceChange => {
             let a: PriceAlert = codec.decode(payload).ok()?;
             Entry {
                 change: Change {
@@ -233,7 +234,7 @@ fn entry(kind: &str, codec: &mut Codec, payload: Option<&[u8]>) -> Option<Entry>
                 class: String::new(),
             }
         }
-        "below-average" => {
+        Kind::BelowAverage => {
             let e: BelowAverageEvent = codec.decode(payload).ok()?;
             Entry {
                 change: Change {
@@ -244,7 +245,7 @@ fn entry(kind: &str, codec: &mut Codec, payload: Option<&[u8]>) -> Option<Entry>
                 class: String::new(),
             }
         }
-        _ => {
+        Kind::DailyConsolidation => {
             let b: DailyBalance = codec.decode(payload).ok()?;
             let day = crate::api::params::format_days(b.business_date).unwrap_or_default();
             Entry {
@@ -264,7 +265,7 @@ fn entry(kind: &str, codec: &mut Codec, payload: Option<&[u8]>) -> Option<Entry>
 }
 
 fn entries<'a>(
-    kind: &str,
+    kind: Kind,
     codec: &mut Codec,
     records: impl Iterator<Item = &'a OutputRecord>,
 ) -> BTreeMap<String, Entry> {
@@ -309,12 +310,12 @@ pub fn compare(
                 .is_some_and(|(s, e)| (*s..*e).contains(&offset))
     };
     let live_entries = entries(
-        &config.kind,
+        config.kind,
         &mut codec,
         live_records.iter().filter(in_range),
     );
     let replay_records = read_all(live, &format!("{output}{suffix}"))?;
-    let replay_entries = entries(&config.kind, &mut codec, replay_records.iter());
+    let replay_entries = entries(config.kind, &mut codec, replay_records.iter());
     Ok(build_report(config, &live_entries, &replay_entries))
 }
 
@@ -325,7 +326,7 @@ fn build_report(
 ) -> Report {
     let mut report = Report {
         processor: config.name.clone(),
-        kind: config.kind.clone(),
+        kind: config.kind.name().to_string(),
         live_outputs: live.len() as u64,
         what_if_outputs: what_if.len() as u64,
         decisions: None,
@@ -345,7 +346,7 @@ fn build_report(
     for (key, l) in live {
         match what_if.get(key) {
             Some(w) => {
-                if config.kind == "risk-scoring" {
+                if config.kind == Kind::RiskScoring {
                     *decisions
                         .matrix
                         .entry(l.class.clone())
@@ -382,7 +383,7 @@ fn build_report(
             }
         }
     }
-    if config.kind == "risk-scoring" {
+    if config.kind == Kind::RiskScoring {
         report.decisions = Some(decisions);
     }
     report
@@ -478,12 +479,12 @@ mod tests {
     fn decisions_moving_fill_the_matrix() {
         let config = ProcessorConfig {
             name: "risk-scoring".into(),
-            kind: "risk-scoring".into(),
+            kind: Kind::RiskScoring,
             inputs: vec![],
             global_inputs: vec![],
             outputs: vec![],
             enabled: true,
-            params: toml::Table::new(),
+            params: crate::catalog::Params::parse(Kind::RiskScoring, &toml::Table::new()).unwrap(),
         };
         let live: BTreeMap<_, _> = [
             e("t1", "APPROVE"),

@@ -148,17 +148,6 @@ pub fn state_path(topology: &Topology, id: &str) -> PathBuf {
     topology.data_dir.join("replays").join(format!("{id}.redb"))
 }
 
-/// The view table a processor kind writes.
-pub fn view_table(kind: &str) -> &'static str {
-    use fluxo_processors::views;
-    match kind {
-        "price-change" => views::PRICE_ALERTS,
-        "below-average" => views::BELOW_AVERAGE_EVENTS,
-        "risk-scoring" => views::RISK_DECISIONS,
-        _ => views::DAILY_BALANCES,
-    }
-}
-
 fn check_id(id: &str) -> Result<(), ReplayError> {
     let ok = !id.is_empty()
         && id.len() <= 64
@@ -370,8 +359,10 @@ pub fn run(
                 .claim(&config.name, &partitions)
                 .map_err(|e| anyhow::anyhow!("claiming the live partitions: {e}"))?;
             store
-                .drop_namespace(&format!("{}/", config.kind))
-                .and_then(|()| store.drop_namespace(view_table(&config.kind)))
+                .drop_namespace(
+                    crate::catalog::StoreNamespace::new(config.kind, &config.name).prefix(),
+                )
+                .and_then(|()| store.drop_namespace(config.kind.view()))
                 .map_err(|e| anyhow::anyhow!("dropping the live state: {e}"))?;
             let state = match live.state.backend {
                 crate::config::Backend::Scylla => PathBuf::from(format!(
@@ -415,11 +406,12 @@ pub fn run(
             continue;
         }
         let codec = Codec::new(handle.clone(), sr.clone(), ids.clone());
-        let job = crate::jobs::build(&config, codec, live)?;
+        let job = crate::jobs::build(&config, codec)?;
         let mut ends = globals.clone();
         ends.insert((topic.clone(), *partition), *end);
         let spec = EngineSpec {
-            processor: config.clone(),
+            inputs: config.inputs.clone(),
+            global_inputs: config.global_inputs.clone(),
             name: name.clone(),
             job,
             store: store.clone(),

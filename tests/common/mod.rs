@@ -227,7 +227,7 @@ impl Env {
         let suffix = unique("t");
         let dir = tempfile::tempdir().unwrap();
         let mut text = topology_text(&suffix, extra);
-        for p in fluxo::config::PROCESSOR_KINDS {
+        for p in fluxo::catalog::Kind::ALL.map(|k| k.name()) {
             if !enabled.contains(&p) {
                 text = text.replace(
                     &format!("[processors.{p}]\n"),
