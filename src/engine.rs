@@ -210,6 +210,8 @@ struct Task {
     fenced_since: Option<Instant>,
     /// The last input record handled: `(topic, partition, offset)`, named by tick outputs.
     last_input: Option<(String, i32, i64)>,
+    /// Set when the engine cannot go on (the store kept failing); the run loop stops with it.
+    fatal: std::sync::OnceLock<String>,
     /// Stream time per input partition (greatest record timestamp), and whether it advanced
     /// since the processor was last told.
     stream_times: Vec<StreamTime>,
@@ -457,7 +459,7 @@ impl Task {
     /// (fencing earlier holders; a no-op on the embedded store). Retried like a checkpoint read,
     /// then fail-stop: processing a partition without holding it could commit over its owner.
     fn claim(&self, partitions: &[(String, i32)]) {
-        self.store_or_exit("claim partitions", || {
+        self.store_or_fail("claim partitions", || {
             self.store.claim(&self.name, partitions)
         })
     }
@@ -483,16 +485,19 @@ impl Task {
     /// A failed read is retried with backoff, never taken as "no checkpoints" (that would
     /// re-read the partitions from the beginning and count their records twice).
     fn stored_offsets(&self) -> BTreeMap<(String, i32), i64> {
-        self.store_or_exit("read checkpoints", || self.store.checkpoints(&self.name))
+        self.store_or_fail("read checkpoints", || self.store.checkpoints(&self.name))
             .into_iter()
             .map(|c| ((c.topic, c.partition), c.next_offset))
             .collect()
     }
 
-    /// `call` the store, retrying with backoff; when it keeps failing for
-    /// [`CHECKPOINT_READ_PATIENCE`] the process exits (fail-stop): every store commit is atomic,
-    /// so a restart resumes from a consistent checkpoint.
-    fn store_or_exit<T>(
+    /// `call` the store, retrying with backoff. When it keeps failing for
+    /// [`CHECKPOINT_READ_PATIENCE`] the engine is marked failed ([`Task::fatal`]) and `T`'s
+    /// default is returned: the run loop checks the mark before processing anything and stops
+    /// with the error, which travels up to the binary (fail-stop; every store commit is atomic,
+    /// so a restart resumes from a consistent checkpoint). Rebalance callbacks cannot return
+    /// errors, hence the mark.
+    fn store_or_fail<T: Default>(
         &self,
         what: &str,
         call: impl Fn() -> Result<T, crate::state::StoreError>,
@@ -508,10 +513,19 @@ impl Task {
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
-                    tracing::error!(processor = %self.name, error = %e, "cannot {what}; stopping the process so that it restarts from a consistent checkpoint");
-                    std::process::exit(1);
+                    tracing::error!(processor = %self.name, error = %e, "cannot {what}; stopping the engine so that a restart resumes from a consistent checkpoint");
+                    let _ = self.fatal.set(format!("cannot {what}: {e}"));
+                    return T::default();
                 }
             }
+        }
+    }
+
+    /// The error that stopped the engine, if one did (see [`Task::store_or_fail`]).
+    fn fail_if_fatal(&self) -> anyhow::Result<()> {
+        match self.fatal.get() {
+            Some(why) => Err(anyhow::anyhow!("{}: {why}", self.name)),
+            None => Ok(()),
         }
     }
 
@@ -1068,6 +1082,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         staged: None,
         fenced_since: None,
         last_input: None,
+        fatal: std::sync::OnceLock::new(),
         stream_times: Vec::new(),
         // Transactions commit per checkpoint, and a bounded run is judged by its final commit:
         // both keep the blocking checkpoint.
@@ -1118,6 +1133,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             .set("group.id", format!("{group}-global"))
             .create()?;
         let stored = lock(&task).stored_offsets();
+        lock(&task).fail_if_fatal()?;
         let mut tpl = TopicPartitionList::new();
         let mut ends = BTreeMap::new();
         for topic in &spec.global_inputs {
@@ -1212,6 +1228,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     let wall_ticks = matches!(clock, Clock::Wall) && bounds.is_none();
     let mut last_wall_tick = Instant::now();
     while !shutdown.load(Ordering::SeqCst) {
+        lock(&task).fail_if_fatal()?;
         let mut global_records = 0;
         if let Some(g) = &global {
             // Global records first, so table changes apply to the records read after them.
@@ -1260,6 +1277,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             }
         }
         let mut t = lock(&task);
+        t.fail_if_fatal()?;
         if std::mem::take(&mut t.global_rewind) {
             rewind(&mut t, consumer.as_ref(), global.as_ref());
             continue;
@@ -1403,6 +1421,8 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
     // Shutdown: finish, checkpoint, leave the group.
     {
         let mut t = lock(&task);
+        // A failed engine commits nothing more: the store is what failed.
+        t.fail_if_fatal()?;
         // Do not wait the whole produce timeout at exit when the broker is gone.
         t.produce_timeout = t.produce_timeout.min(Duration::from_secs(10));
         if let Err(e) = t.checkpoint() {
