@@ -147,17 +147,21 @@ function pipelineLayout(data) {
     [...data.notifiers.map((n) => ({ id: `n:${n.name}`, kind: "notifier", name: n.name, n })),
      ...notifierDlqs.map((t) => ({ id: `t:${t}`, kind: "dlq", name: t }))],
   ].filter((c) => c.length > 0);
+  // Each column as wide as its longest label (about 7 px a character), processors fixed.
+  const widths = columns.map((col) => Math.max(NODE_W, ...col.map((n) => (n.kind === "processor" ? NODE_W : 7 * n.name.length + 24))));
   const height = Math.max(...columns.map((c) => c.reduce((h, n) => h + (n.kind === "processor" ? PROC_H : TOPIC_H) + 18, 0))) + 20;
   const gap = columns.length > 1 ? 90 : 0;
   const pos = new Map();
+  let x = 10;
   columns.forEach((col, i) => {
     const total = col.reduce((h, n) => h + (n.kind === "processor" ? PROC_H : TOPIC_H) + 18, 0);
     let y = (height - total) / 2 + 9;
     for (const n of col) {
       const h = n.kind === "processor" ? PROC_H : TOPIC_H;
-      pos.set(n.id, { ...n, x: 10 + i * (NODE_W + gap), y, w: NODE_W, h });
+      pos.set(n.id, { ...n, x, y, w: widths[i], h });
       y += h + 18;
     }
+    x += widths[i] + gap;
   });
   const edges = [];
   for (const p of data.processors) {
@@ -169,7 +173,7 @@ function pipelineLayout(data) {
     for (const t of n.topics) edges.push([`t:${t}`, `n:${n.name}`, "data", null]);
     for (const t of n.dlq_topics) edges.push([`n:${n.name}`, `t:${t}`, "dlq", null]);
   }
-  const width = 20 + columns.length * NODE_W + (columns.length - 1) * gap;
+  const width = x - gap + 10;
   return { pos, edges, width, height };
 }
 
@@ -333,6 +337,8 @@ async function drawSymbol(symbol) {
     title: `${symbol}: ${quotes.length} recent quotes, ${alertPts.length} alerts, ${belowPts.length} below average`,
     data,
     scales: { x: { time: true } },
+    // Room for prices such as 403,769.76 (the default axis width clips them).
+    axes: [{}, { size: 90 }],
     series: [{}, { label: "price", stroke: "#4e8fdf", width: 1.5, spanGaps: true, points: { show: false } },
       { label: "price alert", ...marks("#e0463c", "#e0463c", 11) },
       { label: "below average", ...marks("#d99a1c", "#fff4", 9) },
@@ -366,7 +372,7 @@ async function refreshRisk() {
     api("/v1/console/risk-latency"),
   ]);
   const rows = body.data.records.map((r) => r.value).filter((d) => d && d.transaction_id)
-    .filter((d) => !decisionFilter || d.decision === decisionFilter).slice(0, 60);
+    .filter((d) => !decisionFilter || d.decision === decisionFilter).slice(0, 30);
   $("#decisions tbody").replaceChildren(...rows.map((d) =>
     el("tr", { "data-transaction": d.transaction_id, "data-decision": d.decision,
       class: d.transaction_id === openDecision ? "selected" : "",
@@ -376,7 +382,7 @@ async function refreshRisk() {
     el("td", { class: "num" }, d.score),
     el("td", {}, (d.reasons || []).map((r) => r.rule_id).join(", ")),
     el("td", {}, d.degraded ? "yes" : ""),
-    el("td", { class: "num" }, `${d.latency_ms} ms`))));
+    el("td", { class: "num nowrap" }, `${d.latency_ms} ms`))));
   drawHistogram(latency.data);
 }
 
@@ -467,6 +473,7 @@ async function refreshAccount() {
     title: `running balance of ${d.account_id} (BRL)`,
     data: [xs, d.days.map((day) => Number(day.running_balance)), d.days.map((day) => Number(day.net))],
     scales: { x: { time: true } },
+    axes: [{}, { size: 90 }],
     series: [{}, { label: "running balance", stroke: "#4e8fdf", width: 2, fill: "#4e8fdf22", points: { show: true, size: 7 } },
       { label: "net of the day", stroke: "#9a7fd1", width: 1, dash: [4, 4], points: { show: true, size: 5 } }],
   });

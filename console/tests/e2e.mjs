@@ -81,9 +81,22 @@ try {
     && Number(document.querySelector("#price-chart")?.dataset.alerts || 0) > 0
     && document.querySelectorAll("#alerts tbody tr.alert-row").length > 0
     && document.querySelector("#price-chart canvas"), null, { timeout: TIMEOUT, polling: 500 });
+  // The quotes' line and the alert's marker are really on the canvas.
+  const market = await page.evaluate(() => {
+    const c = document.querySelector("#price-chart canvas");
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    const near = (i, r, g, b) => Math.abs(d[i] - r) < 14 && Math.abs(d[i + 1] - g) < 14 && Math.abs(d[i + 2] - b) < 14 && d[i + 3] > 200;
+    let line = 0, alert = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (near(i, 0x4e, 0x8f, 0xdf)) line++;
+      if (near(i, 0xe0, 0x46, 0x3c)) alert++;
+    }
+    return { line, alert };
+  });
+  if (market.line < 50 || market.alert < 20) throw new Error(`market chart pixels: ${JSON.stringify(market)}`);
   const symbol = await page.inputValue("#symbol");
   const alerts = await page.$$eval("#alerts tbody tr", (r) => r.length);
-  step(`market: ${symbol} with ${alerts} alert(s) marked`);
+  step(`market: ${symbol} with ${alerts} alert(s) marked (${market.line} line and ${market.alert} alert pixels)`);
   await page.screenshot({ path: join(shots, "market.png"), fullPage: true });
 
   // Risk: filter REJECT, open one in full.

@@ -25,7 +25,9 @@ fn is_punct(b: u8) -> bool {
 
 /// The byte ranges of `input` that look like documents: maximal runs of digits and
 /// punctuation, trimmed of punctuation at both ends, holding at least [`MIN_DIGITS`] digits.
-fn document_runs(input: &[u8]) -> Vec<std::ops::Range<usize>> {
+/// With `standalone`, only runs that are words of their own (no letter or digit right before
+/// or after), so that the digits inside an id such as a UUID are left alone.
+fn document_runs(input: &[u8], standalone: bool) -> Vec<std::ops::Range<usize>> {
     let mut runs = Vec::new();
     let mut i = 0;
     while i < input.len() {
@@ -43,16 +45,18 @@ fn document_runs(input: &[u8]) -> Vec<std::ops::Range<usize>> {
             }
             i += 1;
         }
-        if digits >= MIN_DIGITS {
+        let alone = (start == 0 || !input[start - 1].is_ascii_alphanumeric())
+            && input.get(end).is_none_or(|b| !b.is_ascii_alphanumeric());
+        if digits >= MIN_DIGITS && (alone || !standalone) {
             runs.push(start..end);
         }
     }
     runs
 }
 
-/// `input` with every document-like run masked.
+/// `input` with every document-like word masked.
 pub fn text(input: &str) -> String {
-    let runs = document_runs(input.as_bytes());
+    let runs = document_runs(input.as_bytes(), true);
     if runs.is_empty() {
         return input.to_string();
     }
@@ -69,10 +73,11 @@ pub fn text(input: &str) -> String {
 }
 
 /// `input` with the digits of every document-like run replaced by `*` (same length, so offsets
-/// in a hex preview stay meaningful).
+/// in a hex preview stay meaningful). Any run counts, word or not: in binary Avro a length
+/// byte may be a letter.
 pub fn bytes(input: &[u8]) -> Vec<u8> {
     let mut out = input.to_vec();
-    for r in document_runs(input) {
+    for r in document_runs(input, false) {
         for b in &mut out[r] {
             if b.is_ascii_digit() {
                 *b = b'*';
@@ -87,10 +92,23 @@ pub fn is_document_field(name: &str) -> bool {
     name.to_ascii_lowercase().contains("document")
 }
 
+/// A decimal number as Avro decimals render (`364981.96400000`): a price or an amount, not a
+/// document (which has no single decimal point followed by digits only).
+fn is_decimal(s: &str) -> bool {
+    let s = s.strip_prefix('-').unwrap_or(s);
+    s.split_once('.').is_some_and(|(int, frac)| {
+        !int.is_empty()
+            && !frac.is_empty()
+            && int.bytes().all(|b| b.is_ascii_digit())
+            && frac.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 /// `value` with documents masked: fields named as documents through [`mask`], every other
-/// string through [`text`].
+/// string but decimal numbers through [`text`].
 pub fn json(value: Value) -> Value {
     match value {
+        Value::String(s) if is_decimal(&s) => Value::String(s),
         Value::String(s) => Value::String(text(&s)),
         Value::Array(items) => Value::Array(items.into_iter().map(json).collect()),
         Value::Object(fields) => Value::Object(
@@ -131,6 +149,22 @@ mod tests {
             "offset 1234 on 2026-01-01 for 1250.00"
         );
         assert!(!text("x 52998224725").contains("52998224725"));
+        assert_eq!(text("ACC-52998224725"), "ACC-***.982.247-**");
+        // Digits inside a word (a UUID, an id) are not a document.
+        let uuid = "7925ce94-3a80-409e-bf70-025925890123";
+        assert_eq!(text(uuid), uuid);
+    }
+
+    #[test]
+    fn decimals_stay_documents_do_not() {
+        let v = json(
+            json!({"price": "364981.96400000", "amount": "-52998224725.00",
+                            "note": "52998224725", "cnpj": "11.222.333/0001-81"}),
+        );
+        assert_eq!(v["price"], "364981.96400000");
+        assert_eq!(v["amount"], "-52998224725.00");
+        assert_eq!(v["note"], "***.982.247-**");
+        assert_eq!(v["cnpj"], "**.222.333/0001-**");
     }
 
     #[test]
