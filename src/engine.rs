@@ -352,6 +352,12 @@ impl Task {
             metrics::STORE_COMMIT_SECONDS
                 .with_label_values(&[&self.name])
                 .observe(started.elapsed().as_secs_f64());
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            metrics::LAST_CHECKPOINT_TIMESTAMP
+                .with_label_values(&[&self.name])
+                .set(now);
         }
         result
     }

@@ -4,6 +4,7 @@
 //! - [`config`]: `topology.toml` loading, validation and `FLUXO_*` overrides.
 //! - [`catalog`]: the processor kinds: schemas, typed parameters, stores and views per kind.
 //! - [`api`]: the HTTP query API (JWT auth, OpenAPI document).
+//! - [`console`]: the web console served at `/` and its JSON routes.
 //! - [`avro`]: the Avro codec for fluxo's events, Confluent framing, JSON conversion.
 //! - [`codec`]: schema-registry-aware encoding and decoding of records.
 //! - [`state`]: the state store interface and its embedded engine.
@@ -28,6 +29,7 @@ pub mod catalog;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod console;
 pub mod engine;
 pub mod engines;
 pub mod http;

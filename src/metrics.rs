@@ -269,8 +269,19 @@ pub static STORE_COMMIT_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric registered once")
 });
 
+/// When each processor last committed a checkpoint to the store (Unix seconds): the console's
+/// "last checkpoint" age, and an alertable staleness signal (`time() - ...`).
+pub static LAST_CHECKPOINT_TIMESTAMP: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register_gauge_vec!(
+        "fluxo_last_checkpoint_timestamp_seconds",
+        "Unix time of the processor's last checkpoint committed to the state store.",
+        &["processor"]
+    )
+    .expect("metric registered once")
+});
+
 /// Every metric fluxo defines, registering each one on first call.
-fn collectors() -> [&'static dyn Collector; 25] {
+fn collectors() -> [&'static dyn Collector; 26] {
     [
         &*RECORDS_IN,
         &*RECORDS_OUT,
@@ -278,6 +289,7 @@ fn collectors() -> [&'static dyn Collector; 25] {
         &*PROCESSING_SECONDS,
         &*EVENT_TIME_LATENCY_SECONDS,
         &*CHECKPOINT_SECONDS,
+        &*LAST_CHECKPOINT_TIMESTAMP,
         &*STORE_COMMIT_SECONDS,
         &*PRODUCE_ERRORS,
         &*CONSUMER_LAG,

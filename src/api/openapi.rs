@@ -6,12 +6,15 @@ use serde_json::{json, Value};
 use std::sync::LazyLock;
 
 /// Every path the document describes, in document order.
-pub const PATHS: [&str; 9] = [
+pub const PATHS: [&str; 12] = [
     super::ROUTE_DAILY_BALANCE,
     super::ROUTE_DAILY_BALANCES,
     super::ROUTE_RISK_DECISION,
     super::ROUTE_ALERTS,
     super::ROUTE_BELOW_AVERAGE,
+    crate::console::ROUTE_PIPELINE,
+    crate::console::ROUTE_RECORDS,
+    crate::console::ROUTE_RISK_LATENCY,
     super::ROUTE_OPENAPI,
     "/healthz",
     "/readyz",
@@ -92,6 +95,126 @@ fn money(description: &str) -> Value {
 
 /// The OpenAPI 3.0 document.
 pub fn document() -> Value {
+    let mut doc = core_document();
+    for (section, extra) in [
+        ("/paths", console_paths()),
+        ("/components/schemas", console_schemas()),
+    ] {
+        if let (Some(target), Value::Object(items)) = (doc.pointer_mut(section), extra) {
+            if let Some(map) = target.as_object_mut() {
+                map.extend(items);
+            }
+        }
+    }
+    doc
+}
+
+/// The console's routes (`crate::console`), kept apart so that each `json!` stays within the
+/// macro's recursion limit.
+fn console_paths() -> Value {
+    json!({
+        (crate::console::ROUTE_PIPELINE): {"get": {
+            "summary": "The pipeline as a graph, with each processor's live figures (web console)",
+            "description": "Processors with their input, output and dead-letter topics, status (running, stopped, disabled, not_in_this_process), record totals, rates per second (null until a second request gives a base to compare with; measured over about rate_window_seconds between requests), consumer lag, assigned partitions and the age of the last checkpoint; notifiers with their deliveries by outcome; every topic with its role. From this process's own metrics.",
+            "tags": ["console"],
+            "responses": {
+                "200": envelope("The graph and its figures.", "ConsolePipeline"),
+                "401": {"$ref": "#/components/responses/Unauthorized"}
+            }
+        }},
+        (crate::console::ROUTE_RECORDS): {"get": {
+            "summary": "A topic's most recent records, decoded (web console)",
+            "description": "A bounded read_committed read of the newest records of a topic of the topology, newest first, decoded with their writer schema to JSON. Documents (CPF/CNPJ) are masked in values, keys and texts; a dead-letter topic (*.dlq, *.notify-dlq) gives reason, detail, processor, source topic/partition/offset and a payload preview (hex of the first 64 bytes, base64 of the first 1024) with the digits of anything shaped like a document replaced by '*'.",
+            "tags": ["console"],
+            "parameters": [
+                {"name": "topic", "in": "path", "required": true, "description": "A topic of the topology (dead-letter topics included).",
+                 "schema": {"type": "string"}, "example": "asset-prices"},
+                {"name": "limit", "in": "query", "required": false, "description": "Most records returned.",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": crate::console::MAX_RECORDS, "default": crate::console::DEFAULT_RECORDS}},
+                {"name": "key", "in": "query", "required": false, "description": "Only records with this key (e.g. a symbol), among the newest 2 x limit offsets of each partition.",
+                 "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": envelope("The records.", "ConsoleRecords"),
+                "400": error("Bad limit or unknown parameter."),
+                "401": {"$ref": "#/components/responses/Unauthorized"},
+                "404": error("Not a topic of the topology."),
+                "503": error("Kafka could not be read.")
+            }
+        }},
+        (crate::console::ROUTE_RISK_LATENCY): {"get": {
+            "summary": "Risk decision latency histogram and SLA breaches (web console)",
+            "description": "fluxo_risk_decision_latency_seconds of this process as per-bucket counts (the last bucket, le_seconds null, is above the highest bound), with fluxo_risk_sla_breaches_total and the decisions by kind.",
+            "tags": ["console"],
+            "responses": {
+                "200": envelope("The histogram.", "ConsoleRiskLatency"),
+                "401": {"$ref": "#/components/responses/Unauthorized"}
+            }
+        }}
+    })
+}
+
+/// The schemas of the console's answers.
+fn console_schemas() -> Value {
+    json!({
+        "ConsolePipeline": {"type": "object", "properties": {
+            "processors": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "kind": {"type": "string"}, "enabled": {"type": "boolean"},
+                "status": {"type": "string", "enum": ["running", "stopped", "disabled", "not_in_this_process"]},
+                "inputs": {"type": "array", "items": {"type": "string"}},
+                "global_inputs": {"type": "array", "items": {"type": "string"}},
+                "outputs": {"type": "array", "items": {"type": "string"}},
+                "dlq_topics": {"type": "array", "items": {"type": "string"}},
+                "records_in": {"type": "number"}, "records_out": {"type": "number"}, "dead_letters": {"type": "number"},
+                "rate_in": {"type": "number", "nullable": true}, "rate_out": {"type": "number", "nullable": true},
+                "rate_dead_letters": {"type": "number", "nullable": true},
+                "lag": {"type": "number", "nullable": true},
+                "assigned_partitions": {"type": "number", "nullable": true},
+                "last_checkpoint_age_seconds": {"type": "number", "nullable": true}
+            }}},
+            "notifiers": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "enabled": {"type": "boolean"},
+                "topics": {"type": "array", "items": {"type": "string"}},
+                "dlq_topics": {"type": "array", "items": {"type": "string"}},
+                "deliveries": {"type": "object", "additionalProperties": {"type": "number"}}
+            }}},
+            "topics": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "partitions": {"type": "integer"}, "schema": {"type": "string"},
+                "role": {"type": "string", "enum": ["input", "output", "dead_letters"]}
+            }}},
+            "rate_window_seconds": {"type": "integer"}
+        }},
+        "ConsoleRecords": {"type": "object", "properties": {
+            "topic": {"type": "string"},
+            "dead_letters": {"type": "boolean"},
+            "records": {"type": "array", "items": {"type": "object", "properties": {
+                "partition": {"type": "integer"}, "offset": {"type": "integer", "format": "int64"},
+                "timestamp": {"type": "integer", "format": "int64", "nullable": true},
+                "key": {"type": "string", "nullable": true},
+                "value": {"description": "The decoded record (documents masked); on a dead-letter topic, the original record when it still decodes, else null."},
+                "reason": {"type": "string", "nullable": true}, "detail": {"type": "string", "nullable": true},
+                "processor": {"type": "string", "nullable": true}, "source_topic": {"type": "string"},
+                "source_partition": {"type": "integer", "nullable": true},
+                "source_offset": {"type": "integer", "format": "int64", "nullable": true},
+                "payload": {"type": "object", "nullable": true, "properties": {
+                    "size": {"type": "integer"}, "hex": {"type": "string"}, "base64": {"type": "string"},
+                    "truncated": {"type": "boolean"}
+                }}
+            }}}
+        }},
+        "ConsoleRiskLatency": {"type": "object", "properties": {
+            "buckets": {"type": "array", "items": {"type": "object", "properties": {
+                "le_seconds": {"type": "number", "nullable": true}, "count": {"type": "integer"}
+            }}},
+            "count": {"type": "integer"}, "sum_seconds": {"type": "number"},
+            "sla_breaches": {"type": "integer"},
+            "decisions": {"type": "object", "additionalProperties": {"type": "number"}}
+        }}
+    })
+}
+
+/// The query API's and runtime's part of the document.
+fn core_document() -> Value {
     json!({
         "openapi": "3.0.3",
         "info": {

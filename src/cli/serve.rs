@@ -5,13 +5,13 @@
 //! processing store, and it keeps answering from the replica while Kafka is down. With a shared
 //! backend (ScyllaDB) it reads the views where the processors write them.
 
-use super::up::{api_auth, open_scylla, termination};
+use super::up::{http_router, open_scylla, termination};
 use super::{load_topology, Failure};
-use crate::api::{self, ApiState, Freshness};
+use crate::api::Freshness;
 use crate::codec::{registry_settings, Codec};
 use crate::config::{Backend, Topology};
 use crate::engine::{self, Clock, EngineSpec};
-use crate::http::{self, AppState};
+use crate::http;
 use crate::jobs::views::{ViewKind, ViewsJob};
 use crate::state::embedded::EmbeddedStore;
 use crate::state::StateStore;
@@ -143,14 +143,7 @@ impl ApiServer {
     async fn start(topology: &Topology, store: Arc<dyn StateStore>) -> Result<Self, Failure> {
         let freshness = Arc::new(Freshness::new(0));
         let ready = Arc::new(AtomicBool::new(false));
-        let router = http::ops_router(AppState {
-            ready: ready.clone(),
-        })
-        .merge(api::router(ApiState {
-            store,
-            auth: Arc::new(api_auth()?),
-            freshness: freshness.clone(),
-        }));
+        let router = http_router(topology, store, freshness.clone(), ready.clone())?;
         let listener = tokio::net::TcpListener::bind(&topology.http.addr)
             .await
             .with_context(|| format!("binding the HTTP API to {}", topology.http.addr))?;

@@ -3,6 +3,7 @@
 use super::{load_topology, Failure};
 use crate::api::{self, ApiState, Auth, Freshness};
 use crate::config::{Backend, Topology};
+use crate::console::{self, ConsoleState};
 use crate::engines::is_listening;
 use crate::engines::kafka::Broker;
 use crate::http::{self, AppState};
@@ -64,10 +65,14 @@ pub(super) async fn termination() {
 }
 
 /// The API's token verification: from `FLUXO_JWT_SECRET` / `FLUXO_JWT_PUBLIC_KEY`, or a
-/// development secret whose ready-to-use token is printed.
-pub(super) fn api_auth() -> Result<Auth, Failure> {
+/// development secret whose ready-to-use token is printed, with the console URL that signs in
+/// with it (`http://ADDR/#token=...`: the fragment never reaches the server or its logs).
+pub(super) fn api_auth(http_addr: &str) -> Result<Auth, Failure> {
     match Auth::from_env() {
-        Ok(Some(auth)) => Ok(auth),
+        Ok(Some(auth)) => {
+            println!("console     http://{http_addr}/ (sign in with a bearer token)");
+            Ok(auth)
+        }
         Ok(None) => {
             let auth = Auth::development();
             let token = auth
@@ -78,6 +83,7 @@ pub(super) fn api_auth() -> Result<Auth, Failure> {
                 println!("jwt-secret  {secret}");
             }
             println!("token       {token}");
+            println!("console     http://{http_addr}/#token={token}");
             Ok(auth)
         }
         Err(e) => Err(Failure::Usage(format!("JWT settings: {e}"))),
@@ -122,6 +128,25 @@ struct Running {
     ready: Arc<AtomicBool>,
 }
 
+/// Everything a fluxo HTTP server serves: `/metrics`, `/healthz`, `/readyz`, the query API and
+/// the web console.
+pub(super) fn http_router(
+    topology: &Topology,
+    store: Arc<dyn StateStore>,
+    freshness: Arc<Freshness>,
+    ready: Arc<AtomicBool>,
+) -> Result<axum::Router, Failure> {
+    let auth = Arc::new(api_auth(&topology.http.addr)?);
+    let console = ConsoleState::new(Arc::new(topology.clone()), freshness.clone())?;
+    Ok(http::ops_router(AppState { ready })
+        .merge(api::router(ApiState {
+            store,
+            auth: auth.clone(),
+            freshness,
+        }))
+        .merge(console::router(console, auth)))
+}
+
 async fn start_processing(topology: &Topology) -> Result<Running, Failure> {
     let store = open_store(topology)?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -130,14 +155,7 @@ async fn start_processing(topology: &Topology) -> Result<Running, Failure> {
         .with_context(|| format!("binding the HTTP API to {}", topology.http.addr))?;
     let (http_stop, mut stopped) = watch::channel(false);
     let freshness = Arc::new(Freshness::now());
-    let router = http::ops_router(AppState {
-        ready: ready.clone(),
-    })
-    .merge(api::router(ApiState {
-        store: store.clone(),
-        auth: Arc::new(api_auth()?),
-        freshness: freshness.clone(),
-    }));
+    let router = http_router(topology, store.clone(), freshness.clone(), ready.clone())?;
     let http = tokio::spawn(http::serve(listener, router, async move {
         let _ = stopped.wait_for(|s| *s).await;
     }));
@@ -253,7 +271,7 @@ pub async fn up(topology_path: &Path, args: UpArgs) -> Result<(), Failure> {
     println!("broker      {broker_addr}");
     println!("registry    {}", topology.schema_registry.url);
     println!(
-        "http        http://{} (/metrics /healthz /readyz)",
+        "http        http://{} (console at /, /metrics /healthz /readyz)",
         topology.http.addr
     );
     if topology.state.backend == Backend::Embedded {
