@@ -174,7 +174,7 @@ pub fn snapshot(topology: &Topology, sampler: &Sampler) -> Value {
                 .collect();
             json!({
                 "name": name,
-                "kind": p.kind,
+                "kind": p.kind.name(),
                 "enabled": p.enabled,
                 "status": status,
                 "inputs": p.inputs,
