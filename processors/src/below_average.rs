@@ -32,18 +32,26 @@
 //!   a quote's weight halves every half-life (quotes with the same time weigh the same). Kept
 //!   incrementally as two decayed sums `Σw·p` and `Σw` (weights relative to the newest quote, so
 //!   `Σw >= 1`); the decay factor `0.5^(Δt / half_life)` is the product of one precomputed
-//!   factor per non-zero byte of `Δt` in milliseconds, each built from per-bit factors
-//!   `0.5^(2^k ms / half_life)` computed once with `exp` to 28 significant digits, so the sums
-//!   are exact to ~25 significant digits. `samples` = all earlier quotes.
+//!   factor per non-zero byte of `Δt` in milliseconds (none for `Δt = 0`), each built from
+//!   per-bit factors `0.5^(2^k ms / half_life)` computed once with Decimal `exp` to 28
+//!   significant digits. **Precision**: the sums (`Σw·p` in units of 10^-8) and the factors are
+//!   binary fixed point with 128 fractional bits (~38 digits; each multiplication rounds down
+//!   by less than 2^-128), so the only error that matters is the factors' own ~10^-28 relative
+//!   error, the same as the reference that computes every weight afresh with Decimal `exp`
+//!   (the property tests compare the two). The mean can therefore differ from the exact one by
+//!   ~10^-26 relative at most after long runs, which changes the 8-place average only for a
+//!   mean that close to a rounding midpoint. (Until 2026-12 the sums were Decimal, rounded to
+//!   28 significant digits at every quote: three full-precision Decimal multiplications per
+//!   quote made EWMA ~3× slower than SMA.) `samples` = all earlier quotes.
 //!
 //! The average used is that mean rounded half away from zero to exactly [`PRICE_SCALE`] places
 //! — the value published in the event; "below" means `p < average`. Every quote with at least
 //! one earlier quote in the average is compared and moves the side as described next; events
 //! are only emitted once `samples >= min_samples`. On the hot path "below" is decided without a
 //! division: for SMA exactly, in integers (`(2P + 1)·n <= 2S` with `P` and `S` in units of
-//! 10^-8); for EWMA as `(p + ½·10^-8)·Σw <= Σw·p` in Decimal (its 28-digit rounding could only
-//! matter for a mean within ~10^-26, relative, of a rounding midpoint). The average itself is
-//! only computed for an event.
+//! 10^-8); for EWMA the same `(2P + 1)·Σw <= 2·Σw·P`, exact on the fixed-point sums (384-bit
+//! products). The average itself is only computed for an event (for EWMA by bisection with
+//! that same comparison, so the published average and "below" always agree).
 //!
 //! **Edge trigger.** Each symbol is `unknown` (start), `above` (armed) or `below`:
 //! - `unknown` → `above` when `p >= average` (a crossing needs an observed at-or-above first;
@@ -71,7 +79,9 @@
 //! # State
 //! - [`SYMBOLS_TABLE`] (`below-average/symbols`), key = symbol: postcard of the reorder buffer,
 //!   the side, and the average's running values (SMA: sum and the FIFO's head and tail
-//!   positions; EWMA: decayed sums, sample count, last time).
+//!   positions; EWMA: decayed sums, sample count, last time). The average's variant index is
+//!   its format version: EWMA state of version 1 (Decimal sums, before 2026-12) still decodes
+//!   and is converted to version 2 (fixed-point sums) on the symbol's next quote.
 //! - [`SMA_CHUNKS_TABLE`] (`below-average/sma-chunks`), key = `symbol \0 chunk (u64 BE)`: the SMA
 //!   FIFO in chunks of 256 `(time, price)` entries. A day of a busy symbol is hundreds of
 //!   thousands of quotes, so the FIFO is never rewritten whole: a flush writes only chunks that
@@ -215,9 +225,10 @@ struct Sma {
     tail: u64,
 }
 
-/// Running EWMA values: `Σ wᵢ·pᵢ`, `Σ wᵢ` (weights relative to `last_time`), count, last time.
+/// Running EWMA values of format version 1 (before 2026-12): the decayed sums in Decimal,
+/// `weighted_sum` in currency units. Only decoded (and converted to [`Ewma`]), never written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Ewma {
+struct EwmaV1 {
     #[serde(with = "shared::dec_bytes")]
     weighted_sum: Decimal,
     #[serde(with = "shared::dec_bytes")]
@@ -226,10 +237,135 @@ struct Ewma {
     last_time: Millis,
 }
 
+/// Running EWMA values (format version 2): `Σ wᵢ·Pᵢ` with `Pᵢ` the price in units of
+/// 10^-8, `Σ wᵢ` (weights relative to `last_time`, so `Σ wᵢ >= 1`), count, last time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Ewma {
+    weighted_sum: Fixed,
+    weight: Fixed,
+    samples: u64,
+    last_time: Millis,
+}
+
+impl Ewma {
+    /// The version 1 state with the same values (to 2^-128 below each Decimal sum).
+    fn from_v1(old: &EwmaV1) -> Self {
+        Self {
+            weighted_sum: Fixed::from_decimal(old.weighted_sum, PRICE_SCALE),
+            weight: Fixed::from_decimal(old.weight, 0),
+            samples: old.samples,
+            last_time: old.last_time,
+        }
+    }
+}
+
+/// The average's running values. Postcard stores the variant's index, so variants are only
+/// ever appended: the index is the format version of the EWMA state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 enum Avg {
     Sma(Sma),
+    /// EWMA format version 1 (Decimal sums): read from old state, converted on the next quote.
+    EwmaV1(EwmaV1),
+    /// EWMA format version 2 (fixed-point sums).
     Ewma(Ewma),
+}
+
+/// A non-negative fixed-point number `int + frac / 2^128`: the EWMA's decayed sums. 128
+/// fractional bits (~38 decimal digits) where Decimal keeps 28 significant digits in all, and
+/// multiplying by a decay factor takes eight 64-bit multiplications instead of a 192-bit
+/// product rescaled by powers of ten.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Fixed {
+    int: u128,
+    frac: u128,
+}
+
+/// The full 256-bit product `a · b` as `(high, low)` 128-bit halves.
+fn mul_wide(a: u128, b: u128) -> (u128, u128) {
+    const LOW: u128 = u64::MAX as u128;
+    let (a1, a0) = (a >> 64, a & LOW);
+    let (b1, b0) = (b >> 64, b & LOW);
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let p11 = a1 * b1;
+    // < 3 · 2^64: no overflow.
+    let mid = (p00 >> 64) + (p01 & LOW) + (p10 & LOW);
+    let low = (p00 & LOW) | (mid << 64);
+    // The product is < 2^256, so the high half cannot overflow.
+    let high = p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64);
+    (high, low)
+}
+
+/// `floor(num · 2^128 / den)` split as `Fixed`, for `den < 2^126` (table set-up and old
+/// state only: a bit at a time).
+fn fixed_ratio(num: u128, den: u128) -> Fixed {
+    let den = den.max(1);
+    let mut rem = num % den;
+    let mut frac = 0u128;
+    for _ in 0..128 {
+        rem <<= 1;
+        frac <<= 1;
+        if rem >= den {
+            rem -= den;
+            frac |= 1;
+        }
+    }
+    Fixed {
+        int: num / den,
+        frac,
+    }
+}
+
+impl Fixed {
+    const ZERO: Fixed = Fixed { int: 0, frac: 0 };
+
+    /// `value · 10^shift` (negative values as zero), rounded down to a multiple of 2^-128.
+    fn from_decimal(value: Decimal, shift: u32) -> Self {
+        if value.is_sign_negative() {
+            return Self::ZERO;
+        }
+        let mantissa = value.mantissa().unsigned_abs();
+        let scale = value.scale();
+        if scale <= shift {
+            // mantissa < 2^96 and shift <= 8 here: the product fits.
+            Fixed {
+                int: mantissa.saturating_mul(10u128.pow(shift - scale)),
+                frac: 0,
+            }
+        } else {
+            // scale - shift <= 28: 10^28 < 2^94.
+            fixed_ratio(mantissa, 10u128.pow(scale - shift))
+        }
+    }
+
+    /// `self · factor / 2^128` (a decay factor in `[0, 1)`), rounded down.
+    fn decayed(self, factor: u128) -> Self {
+        let (int, int_low) = mul_wide(self.int, factor);
+        let (frac_high, _) = mul_wide(self.frac, factor);
+        let (frac, carry) = int_low.overflowing_add(frac_high);
+        Fixed {
+            int: int + u128::from(carry),
+            frac,
+        }
+    }
+
+    /// `self + n` (saturating: the integer part would need ~10^18 quotes to overflow).
+    fn plus(self, n: u128) -> Self {
+        Fixed {
+            int: self.int.saturating_add(n),
+            frac: self.frac,
+        }
+    }
+
+    /// `self · k` exactly, as a 384-bit number `(high, middle, low)` in units of 2^-128.
+    fn times(self, k: u128) -> (u128, u128, u128) {
+        let (carry, low) = mul_wide(self.frac, k);
+        let (high, middle) = mul_wide(self.int, k);
+        let (middle, c) = middle.overflowing_add(carry);
+        // self.int · k < 2^256 - 2^129, so the high half has room for the carry.
+        (high + u128::from(c), middle, low)
+    }
 }
 
 /// One SMA FIFO entry.
@@ -319,7 +455,7 @@ struct Params {
     method: Average,
     window: Millis,
     /// EWMA decay tables (see [`decay_tables`]); empty for SMA.
-    decays: Vec<[Decimal; 256]>,
+    decays: Vec<[u128; 256]>,
     min_samples: u64,
     min_deviation: Decimal,
     emit_recovered: bool,
@@ -346,17 +482,33 @@ fn bit_decays(half_life_ms: Millis) -> Vec<Decimal> {
         .collect()
 }
 
-/// `tables[j][b] = 0.5^((b << 8j) ms / half_life)` for the 8 bytes of a time difference, each
-/// the product of the per-bit factors of `b`.
-fn decay_tables(half_life_ms: Millis) -> Vec<[Decimal; 256]> {
-    let bits = bit_decays(half_life_ms);
+/// A factor in `[0, 1]` as a fraction of 2^128 (rounded down; 1 saturates to `2^128 - 1`).
+fn q128(factor: Decimal) -> u128 {
+    let fixed = Fixed::from_decimal(factor, 0);
+    if fixed.int > 0 {
+        u128::MAX
+    } else {
+        fixed.frac
+    }
+}
+
+/// `tables[j][b] = 0.5^((b << 8j) ms / half_life) · 2^128` for the 8 bytes of a time
+/// difference (`b >= 1`; entry 0 is unused), each the product of the per-bit factors of `b`,
+/// multiplied in 128-bit fixed point.
+fn decay_tables(half_life_ms: Millis) -> Vec<[u128; 256]> {
+    let bits: Vec<u128> = bit_decays(half_life_ms).into_iter().map(q128).collect();
     (0..8usize)
         .map(|j| {
-            let mut table = [Decimal::ONE; 256];
+            let mut table = [0u128; 256];
             for b in 1..256usize {
                 let low = b.trailing_zeros() as usize;
-                let bit = bits.get(8 * j + low).copied().unwrap_or(Decimal::ZERO);
-                table[b] = table[b & (b - 1)] * bit;
+                let bit = bits.get(8 * j + low).copied().unwrap_or(0);
+                let rest = b & (b - 1);
+                table[b] = if rest == 0 {
+                    bit
+                } else {
+                    mul_wide(table[rest], bit).0
+                };
             }
             table
         })
@@ -364,24 +516,25 @@ fn decay_tables(half_life_ms: Millis) -> Vec<[Decimal; 256]> {
 }
 
 impl Params {
-    /// `0.5^(dt / half_life)` for `dt >= 0` ms: one table factor per non-zero byte of `dt`.
-    fn decay(&self, dt: Millis) -> Decimal {
+    /// `0.5^(dt / half_life) · 2^128` for `dt` ms, `None` for a factor of exactly one
+    /// (`dt <= 0`): one table factor per non-zero byte of `dt`.
+    fn decay(&self, dt: Millis) -> Option<u128> {
         let mut bytes = u64::try_from(dt).unwrap_or(0);
-        let mut factor = Decimal::ONE;
+        let mut factor: Option<u128> = None;
         for table in &self.decays {
             if bytes == 0 {
                 break;
             }
             let b = (bytes & 0xff) as usize;
             if b != 0 {
-                factor = if factor == Decimal::ONE {
-                    table[b]
-                } else {
-                    factor * table[b]
+                let f = match factor {
+                    None => table[b],
+                    Some(f) => mul_wide(f, table[b]).0,
                 };
-                if factor.is_zero() {
-                    break;
+                if f == 0 {
+                    return Some(0);
                 }
+                factor = Some(f);
             }
             bytes >>= 8;
         }
@@ -571,6 +724,9 @@ fn release(
     state_errors: &mut u64,
 ) {
     // Start the average of the configured kind (dropping one of the other kind).
+    if let Some(Avg::EwmaV1(old)) = &state.avg {
+        state.avg = Some(Avg::Ewma(Ewma::from_v1(old)));
+    }
     let matches = matches!(
         (&state.avg, params.method),
         (Some(Avg::Sma(_)), Average::Sma) | (Some(Avg::Ewma(_)), Average::Ewma)
@@ -642,17 +798,24 @@ fn release(
                 };
                 compare(params, &mut state.side, &quote, mean, ewma.samples, out);
             }
-            let decay = if ewma.samples == 0 {
-                Decimal::ZERO
-            } else {
-                params.decay(quote.time - ewma.last_time)
-            };
-            ewma.weighted_sum = ewma.weighted_sum * decay + quote.price;
-            ewma.weight = ewma.weight * decay + Decimal::ONE;
+            // Validated: 0 < units < 10^20.
+            let units = shared::units8(quote.price)
+                .and_then(|u| u128::try_from(u).ok())
+                .unwrap_or(0);
+            if ewma.samples == 0 {
+                ewma.weighted_sum = Fixed::ZERO;
+                ewma.weight = Fixed::ZERO;
+            } else if let Some(factor) = params.decay(quote.time - ewma.last_time) {
+                ewma.weighted_sum = ewma.weighted_sum.decayed(factor);
+                ewma.weight = ewma.weight.decayed(factor);
+            }
+            ewma.weighted_sum = ewma.weighted_sum.plus(units);
+            ewma.weight = ewma.weight.plus(1);
             ewma.samples += 1;
             ewma.last_time = quote.time;
         }
-        None => {}
+        // Converted to version 2 above.
+        Some(Avg::EwmaV1(_)) | None => {}
     }
 }
 
@@ -660,17 +823,24 @@ fn release(
 enum Mean {
     /// An SMA whose sum has at most 8 places: `sum` in units of 10^-8 over `samples` quotes.
     Units { sum: i128, samples: u64 },
-    /// An EWMA: `weighted_sum / weight`, `weight >= 1`.
-    Ratio {
-        weighted_sum: Decimal,
-        weight: Decimal,
-    },
+    /// An EWMA: `weighted_sum / weight` (`weighted_sum` in units of 10^-8), `weight >= 1`.
+    Ratio { weighted_sum: Fixed, weight: Fixed },
     /// Any other mean, not yet rounded.
     Value(Decimal),
 }
 
-/// Half a unit of the 8th decimal place.
-const HALF_UNIT: Decimal = Decimal::from_parts(5, 0, 0, false, 9);
+/// Prices are below 10^12, i.e. 10^20 units of 10^-8 (see [`shared::validate_price`]).
+const MAX_UNITS: u128 = 100_000_000_000_000_000_000;
+
+/// Whether `units` (a price in units of 10^-8) is below `round(S / W)`, rounded half up:
+/// `P < round(S / W)` ⇔ `P + 1/2 <= S / W` ⇔ `(2P + 1)·W <= 2S`, compared exactly in 384
+/// bits.
+fn ratio_is_below(weighted_sum: &Fixed, weight: &Fixed, units: u128) -> bool {
+    match units.checked_mul(2).and_then(|u| u.checked_add(1)) {
+        Some(k) => weight.times(k) <= weighted_sum.times(2),
+        None => false,
+    }
+}
 
 impl Mean {
     /// Whether `price < average`, with the average rounded half away from zero to 8 places.
@@ -686,16 +856,17 @@ impl Mean {
                     None => price < self.average(),
                 }
             }
-            // The same identity without a division: `p + 1/2 unit <= Σw·p / Σw`. Exact but for
-            // Decimal's rounding of the product (28 significant digits), which can only matter
-            // when the mean is within ~10^-26 (relative) of a rounding midpoint.
+            // The same identity for the fixed-point sums, exact (prices are > 0).
             (
                 Mean::Ratio {
                     weighted_sum,
                     weight,
                 },
-                Some(_),
-            ) => (price + HALF_UNIT) * *weight <= *weighted_sum,
+                Some(p),
+            ) => match u128::try_from(p) {
+                Ok(units) => ratio_is_below(weighted_sum, weight, units),
+                Err(_) => true,
+            },
             _ => price < self.average(),
         }
     }
@@ -718,7 +889,25 @@ impl Mean {
             Mean::Ratio {
                 weighted_sum,
                 weight,
-            } => shared::round_to(weighted_sum / weight, PRICE_SCALE),
+            } => {
+                // Only for an event: the smallest `P` not below the average is the average
+                // (round half up of `S / W`), found by bisection with the exact comparison, so
+                // it can never disagree with `is_below`. The mean is at most the largest
+                // price, below 10^20 units (the bound only matters for corrupted state).
+                let (mut low, mut high) = (0u128, MAX_UNITS);
+                while low < high {
+                    let mid = low + (high - low) / 2;
+                    if ratio_is_below(&weighted_sum, &weight, mid) {
+                        low = mid + 1;
+                    } else {
+                        high = mid;
+                    }
+                }
+                i128::try_from(low)
+                    .ok()
+                    .and_then(|units| Decimal::try_from_i128_with_scale(units, PRICE_SCALE).ok())
+                    .unwrap_or(Decimal::MAX)
+            }
             Mean::Value(mean) => shared::round_to(mean, PRICE_SCALE),
         }
     }
@@ -1200,32 +1389,144 @@ mod tests {
         );
     }
 
+    /// A fraction of 2^128 as a Decimal (to ~28 digits).
+    fn from_q128(f: u128) -> Decimal {
+        Decimal::from(f >> 33) / Decimal::from(1u128 << 95)
+    }
+
     #[test]
     fn decay_table_is_accurate() {
         let p = BelowAverageProcessor::new(config(|c| {
             c.average = Average::Ewma;
             c.half_life = DurationMs(H);
         }));
+        let decay = |dt| from_q128(p.params.decay(dt).unwrap());
         let tol = d("0.0000000000000000000000001");
-        assert_eq!(p.params.decay(0), Decimal::ONE);
-        assert!(
-            (p.params.decay(H) - d("0.5")).abs() < tol,
-            "{}",
-            p.params.decay(H)
-        );
-        assert!((p.params.decay(3 * H) - d("0.125")).abs() < tol);
-        let half = p.params.decay(H / 2);
+        assert_eq!(p.params.decay(0), None, "exactly one");
+        assert!((decay(H) - d("0.5")).abs() < tol, "{}", decay(H));
+        assert!((decay(3 * H) - d("0.125")).abs() < tol);
+        let half = decay(H / 2);
         assert!((half * half - d("0.5")).abs() < tol, "{half}");
         assert!((half - d("0.7071067811865475244008443621")).abs() < tol);
-        assert_eq!(p.params.decay(200 * H), Decimal::ZERO);
-        assert_eq!(p.params.decay(Millis::MAX), Decimal::ZERO);
+        // 0.5^(1 ms / 1 h) = 0.99999980746..., and 0.5^(1000 ms / 1 h).
+        assert!((decay(1) - d("0.9999998074591350471210206321")).abs() < tol);
+        assert!((decay(1000) - d("0.9998074776513174452264949052")).abs() < tol);
+        assert_eq!(p.params.decay(200 * H), Some(0));
+        assert_eq!(p.params.decay(Millis::MAX), Some(0));
         assert_eq!(LN_HALF.to_string(), "-0.6931471805599453094172321215");
         let one_ms = BelowAverageProcessor::new(config(|c| {
             c.average = Average::Ewma;
             c.half_life = DurationMs(1);
         }));
-        assert!((one_ms.params.decay(1) - d("0.5")).abs() < tol);
-        assert!((one_ms.params.decay(10) - d("0.0009765625")).abs() < tol);
+        let decay = |dt| from_q128(one_ms.params.decay(dt).unwrap());
+        assert!((decay(1) - d("0.5")).abs() < tol);
+        assert!((decay(10) - d("0.0009765625")).abs() < tol);
+    }
+
+    #[test]
+    fn fixed_point_arithmetic_is_exact_where_it_must_be() {
+        assert_eq!(mul_wide(u128::MAX, u128::MAX), (u128::MAX - 1, 1));
+        assert_eq!(mul_wide(1 << 100, 1 << 100), (1 << 72, 0));
+        let x = Fixed::from_decimal(d("1.5"), 0);
+        assert_eq!(
+            x,
+            Fixed {
+                int: 1,
+                frac: 1 << 127
+            }
+        );
+        assert_eq!(
+            x.decayed(1 << 127),
+            Fixed {
+                int: 0,
+                frac: 3 << 126
+            }
+        );
+        assert_eq!(x.times(3), (0, 4, 1 << 127));
+        assert_eq!(Fixed::from_decimal(d("2.5"), 8).int, 250_000_000);
+        assert_eq!(Fixed::from_decimal(d("-1"), 8), Fixed::ZERO);
+        let third = Fixed::from_decimal(d("0.333333333"), 8);
+        assert_eq!(third.int, 33_333_333);
+        assert_eq!(third.frac, fixed_ratio(3, 10).frac);
+        // A big state: 10^8 quotes of 10^20 - 1 units at one time.
+        let sum = Fixed {
+            int: (MAX_UNITS - 1) * 100_000_000,
+            frac: 0,
+        };
+        let weight = Fixed {
+            int: 100_000_000,
+            frac: 0,
+        };
+        let mean = Mean::Ratio {
+            weighted_sum: sum,
+            weight,
+        };
+        assert_eq!(mean.average(), d("999999999999.99999999"));
+        assert!(mean.is_below(d("999999999999.99999998")));
+        assert!(!mean.is_below(d("999999999999.99999999")));
+    }
+
+    /// State written before the fixed-point sums (format version 1, Decimal sums) still
+    /// decodes and continues; the next flush writes version 2.
+    #[test]
+    fn ewma_state_of_format_version_1_still_decodes() {
+        let mut store = MemoryState::new();
+        let old = SymbolState {
+            side: Side::Above,
+            avg: Some(Avg::EwmaV1(EwmaV1 {
+                // Quotes 100 and 200 one half-life apart: (100·0.5 + 200) / 1.5.
+                weighted_sum: d("250"),
+                weight: d("1.5"),
+                samples: 2,
+                last_time: T0,
+            })),
+            ..SymbolState::default()
+        };
+        let bytes = shared::encode(&old);
+        // No newest time, no held quote, side above, `Some`, variant 1.
+        assert_eq!(bytes[..5], [0, 0, 1, 1, 1]);
+        StateWriter::put(&mut store, SYMBOLS_TABLE, b"X", &bytes);
+        let mut p = BelowAverageProcessor::new(config(|c| {
+            c.average = Average::Ewma;
+            c.min_samples = 1;
+            c.allowed_lateness = DurationMs(0);
+        }));
+        let out = events(run(&mut p, &store, &[quote("c", "X", "160", T0)]));
+        assert_eq!(
+            summary(&out),
+            vec![(
+                "c/below",
+                CrossingKind::Below,
+                "166.66666667".into(),
+                "-4.0000".into(),
+                2
+            )]
+        );
+        assert_eq!(p.state_errors(), 0);
+        p.flush(&mut store);
+        let bytes = store.get(SYMBOLS_TABLE, b"X").unwrap();
+        let new: SymbolState = postcard::from_bytes(&bytes).unwrap();
+        match new.avg {
+            Some(Avg::Ewma(ewma)) => {
+                assert_eq!(ewma.samples, 3);
+                // 250 + 160 in units; weight 2.5.
+                assert_eq!(
+                    ewma.weighted_sum,
+                    Fixed {
+                        int: 41_000_000_000,
+                        frac: 0
+                    }
+                );
+                assert_eq!(
+                    ewma.weight,
+                    Fixed {
+                        int: 2,
+                        frac: 1 << 127
+                    }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -1679,17 +1980,15 @@ mod tests {
         assert!(mean.is_below(d("0.33333333")));
         assert!(!mean.is_below(d("0.33333334")));
         // EWMA form at the midpoint: 2.500000005 * 2 / 2 -> 2.50000001.
-        let mean = Mean::Ratio {
-            weighted_sum: d("5.00000001"),
-            weight: d("2"),
+        let ratio = |sum: &str, weight: &str| Mean::Ratio {
+            weighted_sum: Fixed::from_decimal(d(sum), 8),
+            weight: Fixed::from_decimal(d(weight), 0),
         };
+        let mean = ratio("5.00000001", "2");
         assert_eq!(mean.average().to_string(), "2.50000001");
         assert!(mean.is_below(d("2.5")));
         assert!(!mean.is_below(d("2.50000001")));
-        let mean = Mean::Ratio {
-            weighted_sum: d("5.000000009"),
-            weight: d("2"),
-        };
+        let mean = ratio("5.000000009", "2");
         assert_eq!(mean.average().to_string(), "2.50000000");
         assert!(!mean.is_below(d("2.5")));
     }
@@ -1727,7 +2026,10 @@ mod tests {
             // weight in [1, 18.4] with 18 places; weighted_sum = mean * weight (+ noise).
             let weight = Decimal::from_i128_with_scale(i128::from(weight), 18);
             let mean = Decimal::new(mean_units, 8) + Decimal::new(noise, 15);
-            let ratio = Mean::Ratio { weighted_sum: mean * weight, weight };
+            let ratio = Mean::Ratio {
+                weighted_sum: Fixed::from_decimal(mean * weight, 8),
+                weight: Fixed::from_decimal(weight, 0),
+            };
             let value = Mean::Value(mean * weight / weight);
             prop_assert_eq!(ratio.average(), value.average());
             let price = ratio.average() + Decimal::new(offset, 8);
@@ -1737,6 +2039,49 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// EWMA on irregular millisecond times and 8-place prices (the generic series is on a
+        /// 2.5 s grid in cents) against the reference's weights computed from scratch with
+        /// Decimal `exp`. A stream spans at most 40 half-lives: the reference keeps ~28
+        /// significant digits, so a quote weighing less than ~10^-17 can move the mean off an
+        /// exact rounding midpoint (two equal-time quotes) by less than the reference resolves,
+        /// and there the fixed-point sums are the more precise of the two (found by this test
+        /// with 78 half-lives). Longer gaps are covered by `matches_brute_force_reference`.
+        #[test]
+        fn ewma_matches_reference_on_irregular_quotes(
+            half_life in prop::sample::select(vec![7i64, 977, 60_000, 3_600_000]),
+            steps in prop::collection::vec(
+                (0i64..400, -3_000_000i64..=3_000_000, 0u8..4),
+                1..100,
+            ),
+        ) {
+            let c = Config {
+                average: Average::Ewma,
+                half_life: DurationMs(half_life),
+                min_samples: 1,
+                emit_recovered: true,
+                allowed_lateness: DurationMs(0),
+                ..Config::default()
+            };
+            let mut time = T0;
+            let mut units = 10_000_000_000i64;
+            let quotes: Vec<AssetPrice> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, &(permille, mv, kind))| {
+                    // Up to 0.4 half-lives per step; a quarter of the steps keep the time.
+                    if kind > 0 {
+                        time += half_life * permille / 1000 + i64::from(kind) - 1;
+                    }
+                    units = (units + mv).max(1);
+                    quote(&format!("e{i}"), "X", &Decimal::new(units, 8).to_string(), time)
+                })
+                .collect();
+            let mut p = BelowAverageProcessor::new(c.clone());
+            let got = flatten(&run(&mut p, &NoState, &quotes));
+            let want = reference(&c, &quotes);
+            prop_assert_eq!(got, want);
+        }
 
         #[test]
         fn matches_brute_force_reference(c in arb_config(), raw in arb_raw()) {
