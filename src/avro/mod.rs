@@ -34,6 +34,8 @@ mod binary;
 mod impls;
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;
 
 pub use binary::BinaryError;
