@@ -1,0 +1,316 @@
+package fluxo.peers.flink;
+
+import fluxo.peers.Avro;
+import fluxo.peers.Consolidation;
+import fluxo.peers.Meter;
+import fluxo.peers.PriceChange;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.flink.api.common.eventtime.WatermarkStrategy;
+import org.apache.flink.api.common.serialization.DeserializationSchema;
+import org.apache.flink.api.common.state.MapState;
+import org.apache.flink.api.common.state.MapStateDescriptor;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.connector.base.DeliveryGuarantee;
+import org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchema;
+import org.apache.flink.connector.kafka.sink.KafkaSink;
+import org.apache.flink.connector.kafka.source.KafkaSource;
+import org.apache.flink.connector.kafka.source.KafkaSourceBuilder;
+import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
+import org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer;
+import org.apache.flink.core.execution.CheckpointingMode;
+import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
+import org.apache.flink.util.Collector;
+import org.apache.kafka.clients.producer.ProducerRecord;
+
+/**
+ * The Flink peer: price change or daily consolidation as a DataStream job run in a local
+ * mini-cluster (parallelism 1 by default: one core's worth, like one Kafka Streams thread),
+ * keyed state on the heap (Flink's default HashMapStateBackend), KafkaSource and KafkaSink,
+ * transactional under exactly-once (committed on each checkpoint).
+ *
+ * <pre>
+ * Main --rule price-change|consolidation --bootstrap HOST:PORT --input TOPIC --output TOPIC
+ *      --group ID [--guarantee exactly_once|at_least_once] [--checkpoint-ms 1000]
+ *      [--bounded true] [--idle-ms 30000] [--expect N] [--parallelism 1]
+ * </pre>
+ * Price change keeps fluxo's per-symbol event time (the symbol's newest quote minus the
+ * allowed lateness) in keyed state: Flink's own watermark is per source split, shared by every
+ * symbol of a partition, and would call different quotes late. The job still runs with
+ * event-time watermarks (bounded out-of-orderness = the allowed lateness): with
+ * {@code --bounded true} the source stops at the offsets that were the end when it started,
+ * the final watermark fires each symbol's event-time timer and its held quotes are released
+ * (fluxo's end-of-input release); unbounded, a processing-time timer per symbol releases a
+ * quiet symbol's quotes after {@code --idle-ms} (fluxo's wall-clock idle release).
+ */
+public final class Main {
+    private Main() {}
+
+    /** A record for the sink: its key and JSON value. */
+    public record Out(String key, String json) {}
+
+    /** Entry point. */
+    public static void main(String[] argv) throws Exception {
+        Map<String, String> a = args(argv);
+        String rule = need(a, "rule");
+        String bootstrap = need(a, "bootstrap");
+        String output = need(a, "output");
+        boolean exactly = !"at_least_once".equals(a.getOrDefault("guarantee", "exactly_once"));
+        boolean bounded = Boolean.parseBoolean(a.getOrDefault("bounded", "false"));
+        long expect = Long.parseLong(a.getOrDefault("expect", "0"));
+        long idleMs = Long.parseLong(a.getOrDefault("idle-ms", String.valueOf(PriceChange.LATENESS_MS)));
+
+        StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
+        env.setParallelism(Integer.parseInt(a.getOrDefault("parallelism", "1")));
+        env.enableCheckpointing(Long.parseLong(a.getOrDefault("checkpoint-ms", "1000")),
+                exactly ? CheckpointingMode.EXACTLY_ONCE : CheckpointingMode.AT_LEAST_ONCE);
+
+        KafkaSourceBuilder<byte[]> source = KafkaSource.<byte[]>builder()
+                .setBootstrapServers(bootstrap)
+                .setTopics(need(a, "input"))
+                .setGroupId(need(a, "group"))
+                .setStartingOffsets(OffsetsInitializer.earliest())
+                .setValueOnlyDeserializer(new Bytes());
+        if (bounded) {
+            source.setBounded(OffsetsInitializer.latest());
+        }
+        KafkaSink<Out> sink = KafkaSink.<Out>builder()
+                .setBootstrapServers(bootstrap)
+                .setRecordSerializer((KafkaRecordSerializationSchema<Out>) (o, ctx, ts) -> new ProducerRecord<>(
+                        output, o.key().getBytes(StandardCharsets.UTF_8), o.json().getBytes(StandardCharsets.UTF_8)))
+                .setDeliveryGuarantee(exactly ? DeliveryGuarantee.EXACTLY_ONCE : DeliveryGuarantee.AT_LEAST_ONCE)
+                .setTransactionalIdPrefix(need(a, "group"))
+                // below the broker's transaction.max.timeout.ms (15 min)
+                .setProperty("transaction.timeout.ms", "600000")
+                .build();
+
+        DataStream<Out> out;
+        switch (rule) {
+            case "price-change" -> {
+                DataStream<PriceChange.Input> quotes = env
+                        .fromSource(source.build(), WatermarkStrategy.noWatermarks(), "asset-prices")
+                        .map(new DecodePrices()).filter(q -> q != null)
+                        .assignTimestampsAndWatermarks(WatermarkStrategy
+                                .<PriceChange.Input>forBoundedOutOfOrderness(Duration.ofMillis(PriceChange.LATENESS_MS))
+                                .withTimestampAssigner((q, ts) -> q.eventTime()));
+                out = quotes.keyBy(PriceChange.Input::symbol)
+                        .process(new PriceChangeFn(bounded, idleMs, expect)).name("price-change");
+            }
+            case "consolidation" -> out = env
+                    .fromSource(source.build(), WatermarkStrategy.noWatermarks(), "ledger-entries")
+                    .map(new DecodeLedger()).filter(e -> e != null)
+                    .keyBy(Consolidation.Entry::accountId)
+                    .process(new ConsolidationFn(expect)).name("daily-consolidation");
+            default -> throw new IllegalArgumentException("--rule " + rule + ": price-change or consolidation");
+        }
+        out.sinkTo(sink).name("sink");
+        env.execute("fluxo-peer-" + rule);
+        System.err.println("peers: job finished");
+    }
+
+    /** Raw record values; decoding happens in the map after it. */
+    static final class Bytes implements DeserializationSchema<byte[]> {
+        @Override
+        public byte[] deserialize(byte[] message) {
+            return message;
+        }
+
+        @Override
+        public boolean isEndOfStream(byte[] next) {
+            return false;
+        }
+
+        @Override
+        public TypeInformation<byte[]> getProducedType() {
+            return PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO;
+        }
+    }
+
+    /** AssetPrice Avro to quotes (null when a record does not decode, filtered out). */
+    static final class DecodePrices implements org.apache.flink.api.common.functions.MapFunction<byte[], PriceChange.Input> {
+        private transient Avro.Prices avro;
+
+        @Override
+        public PriceChange.Input map(byte[] value) {
+            if (avro == null) {
+                avro = new Avro.Prices();
+            }
+            return avro.decode(value);
+        }
+    }
+
+    /** LedgerEntry Avro to entries (null when a record does not decode, filtered out). */
+    static final class DecodeLedger implements org.apache.flink.api.common.functions.MapFunction<byte[], Consolidation.Entry> {
+        private transient Avro.Ledger avro;
+
+        @Override
+        public Consolidation.Entry map(byte[] value) {
+            if (avro == null) {
+                avro = new Avro.Ledger();
+            }
+            return avro.decode(value);
+        }
+    }
+
+    /** Price change per symbol in keyed state. */
+    static final class PriceChangeFn extends KeyedProcessFunction<String, PriceChange.Input, Out> {
+        private final boolean bounded;
+        private final long idleMs;
+        private final long expect;
+        private transient ValueState<PriceChange.State> state;
+        private transient ValueState<Long> idleTimer;
+        private transient List<String> alerts;
+
+        PriceChangeFn(boolean bounded, long idleMs, long expect) {
+            this.bounded = bounded;
+            this.idleMs = idleMs;
+            this.expect = expect;
+        }
+
+        @Override
+        public void open(OpenContext ctx) {
+            Meter.expect(expect);
+            state = getRuntimeContext().getState(new ValueStateDescriptor<>("symbol", PriceChange.State.class));
+            idleTimer = getRuntimeContext().getState(new ValueStateDescriptor<>("idle-timer", Types.LONG));
+            alerts = new ArrayList<>();
+        }
+
+        @Override
+        public void processElement(PriceChange.Input in, Context ctx, Collector<Out> out) throws Exception {
+            Meter.tick();
+            PriceChange.State s = state.value();
+            if (s == null) {
+                s = new PriceChange.State();
+            }
+            long now = ctx.timerService().currentProcessingTime();
+            if (!PriceChange.process(s, in, now, alerts)) {
+                return; // late or invalid: fluxo dead-letters it
+            }
+            state.update(s);
+            emit(in.symbol(), out);
+            if (bounded) {
+                // fires on the final watermark at the end of the bounded input
+                ctx.timerService().registerEventTimeTimer(Long.MAX_VALUE);
+            } else if (s.holding() && idleTimer.value() == null) {
+                long at = now + idleMs;
+                ctx.timerService().registerProcessingTimeTimer(at);
+                idleTimer.update(at);
+            }
+        }
+
+        @Override
+        public void onTimer(long timestamp, OnTimerContext ctx, Collector<Out> out) throws Exception {
+            PriceChange.State s = state.value();
+            if (s == null) {
+                return;
+            }
+            String symbol = ctx.getCurrentKey();
+            if (bounded) {
+                PriceChange.releaseAll(s, symbol, alerts);
+            } else {
+                idleTimer.clear();
+                long now = ctx.timerService().currentProcessingTime();
+                if (!s.holding()) {
+                    return;
+                }
+                if (s.arrived + idleMs > now) {
+                    // quotes came since the timer was set: wait for the quiet period again
+                    long at = s.arrived + idleMs;
+                    ctx.timerService().registerProcessingTimeTimer(at);
+                    idleTimer.update(at);
+                    return;
+                }
+                PriceChange.releaseAll(s, symbol, alerts);
+            }
+            state.update(s);
+            emit(symbol, out);
+        }
+
+        private void emit(String symbol, Collector<Out> out) {
+            for (String alert : alerts) {
+                out.collect(new Out(symbol, alert));
+            }
+            alerts.clear();
+        }
+    }
+
+    /** Daily consolidation per account: balances per day, entry ids and the dedup horizon. */
+    static final class ConsolidationFn extends KeyedProcessFunction<String, Consolidation.Entry, Out> {
+        private final long expect;
+        private transient MapState<Integer, Consolidation.Balance> days;
+        private transient MapState<String, Integer> ids;
+        private transient ValueState<Consolidation.Horizon> horizon;
+
+        ConsolidationFn(long expect) {
+            this.expect = expect;
+        }
+
+        @Override
+        public void open(OpenContext ctx) {
+            Meter.expect(expect);
+            days = getRuntimeContext().getMapState(
+                    new MapStateDescriptor<>("days", Types.INT, TypeInformation.of(Consolidation.Balance.class)));
+            ids = getRuntimeContext().getMapState(new MapStateDescriptor<>("entry-ids", Types.STRING, Types.INT));
+            horizon = getRuntimeContext().getState(new ValueStateDescriptor<>("horizon", Consolidation.Horizon.class));
+        }
+
+        @Override
+        public void processElement(Consolidation.Entry e, Context ctx, Collector<Out> out) throws Exception {
+            Meter.tick();
+            Consolidation.Valid v = Consolidation.check(e);
+            if (v == null) {
+                return;
+            }
+            Consolidation.Horizon h = horizon.value();
+            Consolidation.Horizon next = Consolidation.plan(h, v.date());
+            if (next == null) {
+                return; // before the dedup horizon: too late
+            }
+            if (Consolidation.remembered(h, ids.get(v.id()))) {
+                return; // a duplicate: counted once
+            }
+            Consolidation.Balance b = days.get(v.date());
+            if (b == null) {
+                b = new Consolidation.Balance();
+            }
+            if (!b.add(v, e.occurredAt())) {
+                return; // balance_overflow
+            }
+            ids.put(v.id(), v.date());
+            horizon.update(next);
+            days.put(v.date(), b);
+            String account = e.accountId();
+            out.collect(new Out(Consolidation.Balance.key(account, v.date()),
+                    b.json(account, v.date(), ctx.timerService().currentProcessingTime())));
+        }
+    }
+
+    static Map<String, String> args(String[] argv) {
+        Map<String, String> m = new HashMap<>();
+        for (int i = 0; i + 1 < argv.length; i += 2) {
+            if (!argv[i].startsWith("--")) {
+                throw new IllegalArgumentException("expected --name value, got " + argv[i]);
+            }
+            m.put(argv[i].substring(2), argv[i + 1]);
+        }
+        return m;
+    }
+
+    static String need(Map<String, String> a, String name) {
+        String v = a.get(name);
+        if (v == null) {
+            throw new IllegalArgumentException("--" + name + " is required");
+        }
+        return v;
+    }
+}
