@@ -355,6 +355,10 @@ async fn broker_fault_mid_stream(fault: BrokerFault, guarantee: &str) {
     assert_running(&mut child, &env, "after the broker came back");
     let (code, body, _) = api_get(&env, &token, &path);
     assert_eq!(code, 200, "{body}");
+    eprintln!(
+        "{fault:?}/{guarantee}: finished; engines restarted in-process {} times",
+        env.metric("fluxo_engine_restarts_total", &[]) as u64
+    );
     assert!(stop(&mut child).success(), "log:\n{}", env.log());
     drop(broker);
     check_invariants(&env, &stream, guarantee == "exactly_once");
