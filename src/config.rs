@@ -441,6 +441,10 @@ pub struct RuntimeConfig {
     /// outputs and the input offsets of each checkpoint commit in one transaction; needs brokers
     /// with transactions, see [`crate::transactions`]).
     pub processing_guarantee: ProcessingGuarantee,
+    /// How long an engine keeps retrying a state store that fails (down, unreachable) before it
+    /// stops with an error (exit 1), so that a supervisor restarts it or someone is paged. While
+    /// it retries nothing is committed: state is never applied without its offsets.
+    pub store_patience: DurationMs,
 }
 
 /// What a crash can do to the outputs (see [`RuntimeConfig::processing_guarantee`]).
@@ -481,6 +485,9 @@ impl Default for RuntimeConfig {
             instance: 0,
             instances: 1,
             processing_guarantee: ProcessingGuarantee::EffectivelyOnce,
+            store_patience: DurationMs(
+                crate::engine::CHECKPOINT_READ_PATIENCE.as_millis() as i64,
+            ),
         }
     }
 }

@@ -85,7 +85,8 @@ pub const DLQ_PARTITION: &str = "fluxo-dlq-source-partition";
 /// Source offset of a dead letter.
 pub const DLQ_OFFSET: &str = "fluxo-dlq-source-offset";
 
-/// How long checkpoints may stay unreadable before the process stops (see `stored_offsets`).
+/// How long the store may keep failing before the engine stops (see `store_or_fail`): the
+/// default of `[runtime] store_patience`.
 pub const CHECKPOINT_READ_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Counts failed deliveries so a checkpoint can refuse to commit past them.
@@ -212,6 +213,8 @@ struct Task {
     last_input: Option<(String, i32, i64)>,
     /// Set when the engine cannot go on (the store kept failing); the run loop stops with it.
     fatal: std::sync::OnceLock<String>,
+    /// How long [`Task::store_or_fail`] retries (`[runtime] store_patience`).
+    store_patience: Duration,
     /// Stream time per input partition (greatest record timestamp), and whether it advanced
     /// since the processor was last told.
     stream_times: Vec<StreamTime>,
@@ -497,8 +500,8 @@ impl Task {
             .collect()
     }
 
-    /// `call` the store, retrying with backoff. When it keeps failing for
-    /// [`CHECKPOINT_READ_PATIENCE`] the engine is marked failed ([`Task::fatal`]) and `T`'s
+    /// `call` the store, retrying with backoff. When it keeps failing for `store_patience`
+    /// ([`CHECKPOINT_READ_PATIENCE`] by default) the engine is marked failed ([`Task::fatal`]) and `T`'s
     /// default is returned: the run loop checks the mark before processing anything and stops
     /// with the error, which travels up to the binary (fail-stop; every store commit is atomic,
     /// so a restart resumes from a consistent checkpoint). Rebalance callbacks cannot return
@@ -513,7 +516,7 @@ impl Task {
         loop {
             match call() {
                 Ok(v) => return v,
-                Err(e) if started.elapsed() < CHECKPOINT_READ_PATIENCE => {
+                Err(e) if started.elapsed() < self.store_patience => {
                     tracing::error!(processor = %self.name, error = %e, retry_in = ?pause, "cannot {what}; retrying");
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(5));
@@ -1089,6 +1092,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         fenced_since: None,
         last_input: None,
         fatal: std::sync::OnceLock::new(),
+        store_patience: Duration::from_millis(rt.store_patience.millis().max(0) as u64),
         stream_times: Vec::new(),
         // Transactions commit per checkpoint, and a bounded run is judged by its final commit:
         // both keep the blocking checkpoint.

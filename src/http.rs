@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub struct AppState {
     /// Set once state is restored and every processor runs.
     pub ready: Arc<AtomicBool>,
+    /// The brokers' probe, when this process reads Kafka: not ready while they are gone.
+    pub broker: Option<Arc<crate::readiness::BrokerProbe>>,
 }
 
 async fn metrics() -> impl IntoResponse {
@@ -36,15 +38,22 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::SeqCst) {
-        (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ready"})),
-        )
-    } else {
+    if !s.ready.load(Ordering::SeqCst) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"status": "starting"})),
+        )
+    } else if s.broker.as_ref().is_some_and(|b| !b.reachable()) {
+        // The engines wait for the brokers and resume by themselves; meanwhile nothing is
+        // processed, which is what not ready means.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "broker unreachable"})),
+        )
+    } else {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
         )
     }
 }

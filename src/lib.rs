@@ -16,6 +16,7 @@
 //! - [`replay`]: replays and backfills of one processor, what-if diffs against live outputs.
 //! - [`engines`]: Apache Kafka and Cassandra from Maven Central, for development and tests.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API.
+//! - [`readiness`]: the broker probe behind `/readyz`.
 //! - [`simulate`]: realistic generated data.
 //! - [`validator`]: the external document validator client of risk scoring.
 //! - [`metrics`]: every Prometheus metric, defined once.
@@ -38,6 +39,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod notifier;
 pub mod pipeline;
+pub mod readiness;
 pub mod replay;
 pub mod simulate;
 pub mod state;

@@ -116,6 +116,17 @@ pub static ASSIGNED_PARTITIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .expect("metric registered once")
 });
 
+/// In-process restarts of an engine after its transactional producer failed (see
+/// `pipeline::supervise`).
+pub static ENGINE_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "fluxo_engine_restarts_total",
+        "Engines restarted in-process after their transactional producer failed (e.g. fenced by the coordinator after a broker outage).",
+        &["processor"]
+    )
+    .expect("metric registered once")
+});
+
 /// 1 while a processor's engine is running.
 pub static PROCESSOR_UP: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
@@ -281,7 +292,7 @@ pub static LAST_CHECKPOINT_TIMESTAMP: LazyLock<GaugeVec> = LazyLock::new(|| {
 });
 
 /// Every metric fluxo defines, registering each one on first call.
-fn collectors() -> [&'static dyn Collector; 26] {
+fn collectors() -> [&'static dyn Collector; 27] {
     [
         &*RECORDS_IN,
         &*RECORDS_OUT,
@@ -296,6 +307,7 @@ fn collectors() -> [&'static dyn Collector; 26] {
         &*CHECKPOINTED_OFFSET,
         &*ASSIGNED_PARTITIONS,
         &*PROCESSOR_UP,
+        &*ENGINE_RESTARTS,
         &*DUPLICATES_SKIPPED,
         &*RISK_DECISIONS,
         &*RISK_DECISION_LATENCY,

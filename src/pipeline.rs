@@ -8,6 +8,57 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+/// How many times an engine is restarted in-process within [`RESTART_WINDOW`] before its
+/// error stops the process (see [`supervise`]).
+pub const MAX_RESTARTS: usize = 5;
+
+/// The window [`MAX_RESTARTS`] counts restarts in.
+pub const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// True when an engine stopped on an error that a fresh engine settles: its transactional
+/// producer failed for good (a commit whose outcome is unknown, or fenced: after a broker
+/// outage the coordinator aborts the open transaction on its timeout and bumps the producer
+/// epoch, which fences the producer that opened it). A new engine initializes transactions
+/// again (aborting what is left open), resumes from the store's checkpoints and learns the
+/// group's committed offsets, exactly as a process restart would.
+pub fn restartable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<engine::CheckpointError>()
+        .is_some_and(engine::CheckpointError::is_fatal)
+        || matches!(
+            e.downcast_ref::<crate::transactions::TxnError>(),
+            Some(crate::transactions::TxnError::Fatal(_))
+        )
+}
+
+/// Run an engine (`attempt`) and run it again, after a pause, when it stops on a
+/// [`restartable`] error: at most [`MAX_RESTARTS`] times in [`RESTART_WINDOW`], so that two
+/// instances configured with the same `runtime.instance` (fencing each other for real) still
+/// stop with the error. Any other error, or one during shutdown, is returned as is.
+fn supervise(
+    name: &str,
+    shutdown: &AtomicBool,
+    mut attempt: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut restarts: std::collections::VecDeque<std::time::Instant> = Default::default();
+    loop {
+        let Err(e) = attempt() else { return Ok(()) };
+        if shutdown.load(Ordering::SeqCst) || !restartable(&e) {
+            return Err(e);
+        }
+        restarts.retain(|t| t.elapsed() < RESTART_WINDOW);
+        if restarts.len() >= MAX_RESTARTS {
+            return Err(e.context(format!(
+                "restarted {MAX_RESTARTS} times within {RESTART_WINDOW:?}; giving up"
+            )));
+        }
+        restarts.push_back(std::time::Instant::now());
+        let pause = std::time::Duration::from_secs(1 << restarts.len().min(5));
+        tracing::warn!(processor = %name, error = %e, retry_in = ?pause, "engine stopped on a transactional producer failure; restarting it with a new producer");
+        crate::metrics::ENGINE_RESTARTS.with_label_values(&[name]).inc();
+        std::thread::sleep(pause);
+    }
+}
+
 /// Running engines, one thread per processor.
 pub struct Pipeline {
     shutdown: Arc<AtomicBool>,
@@ -32,26 +83,43 @@ impl Pipeline {
         let mut threads = Vec::new();
         let mut started = Vec::new();
         for p in topology.processors.values().filter(|p| p.enabled) {
-            let codec = Codec::new(handle.clone(), sr.clone(), ids.clone());
-            let job = crate::jobs::build(p, codec)?;
-            let spec = EngineSpec {
-                inputs: p.inputs.clone(),
-                global_inputs: p.global_inputs.clone(),
-                name: p.name.clone(),
-                job,
-                store: store.clone(),
-                clock: Clock::Wall,
-                freshness: freshness.clone(),
-                started: Arc::new(AtomicBool::new(false)),
-                bounds: None,
+            let started_flag = Arc::new(AtomicBool::new(false));
+            let spec = {
+                let (handle, sr, ids, p) = (handle.clone(), sr.clone(), ids.clone(), p.clone());
+                let (store, freshness, started_flag) =
+                    (store.clone(), freshness.clone(), started_flag.clone());
+                move || -> anyhow::Result<EngineSpec> {
+                    let codec = Codec::new(handle.clone(), sr.clone(), ids.clone());
+                    Ok(EngineSpec {
+                        inputs: p.inputs.clone(),
+                        global_inputs: p.global_inputs.clone(),
+                        name: p.name.clone(),
+                        job: crate::jobs::build(&p, codec)?,
+                        store: store.clone(),
+                        clock: Clock::Wall,
+                        freshness: freshness.clone(),
+                        started: started_flag.clone(),
+                        bounds: None,
+                    })
+                }
             };
-            started.push(spec.started.clone());
+            // The first job is built here, so a bad one fails the start.
+            let mut first = Some(spec()?);
+            started.push(started_flag);
             let topo = topology.clone();
             let flag = shutdown.clone();
             let name = p.name.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("fluxo-{name}"))
-                .spawn(move || engine::run(&topo, spec, flag))?;
+                .spawn(move || {
+                    supervise(&name, &flag, || {
+                        let spec = match first.take() {
+                            Some(s) => s,
+                            None => spec()?,
+                        };
+                        engine::run(&topo, spec, flag.clone())
+                    })
+                })?;
             threads.push((p.name.clone(), thread));
         }
         for n in topology.notifiers.values().filter(|n| n.enabled) {

@@ -57,6 +57,12 @@ use std::time::Duration;
 /// How long the start-up probe waits for each transactional request.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a transactional call the client calls retriable (the coordinator unreachable: a
+/// broker restarting, a leader moving) is tried again before the producer is given up as
+/// failed. Nothing can be committed meanwhile anyway, and giving up stops the engine; kept under
+/// the consumer's `max.poll.interval.ms` (5 min), which the engine does not poll during it.
+pub const RETRIABLE_PATIENCE: Duration = Duration::from_secs(240);
+
 /// What went wrong with a transaction.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TxnError {
@@ -299,18 +305,17 @@ impl Transactions {
                     return Err(TxnError::Aborted(format!("offsets: {e}")));
                 }
             }
-            if let Err(e) = producer.send_offsets_to_transaction(&tpl, metadata, self.timeout) {
+            let sent = retrying("send_offsets_to_transaction", || {
+                producer.send_offsets_to_transaction(&tpl, metadata, self.timeout)
+            });
+            if let Err(e) = sent {
                 return Err(self.failed(producer, "send_offsets_to_transaction", &e));
             }
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match producer.commit_transaction(self.timeout) {
-                Ok(()) => break,
-                Err(KafkaError::Transaction(t)) if t.is_retriable() && attempt < 3 => continue,
-                Err(e) => return Err(self.failed(producer, "commit_transaction", &e)),
-            }
+        if let Err(e) = retrying("commit_transaction", || {
+            producer.commit_transaction(self.timeout)
+        }) {
+            return Err(self.failed(producer, "commit_transaction", &e));
         }
         self.open = false;
         for (k, next) in offsets {
@@ -359,7 +364,7 @@ impl Transactions {
         if !self.open {
             return;
         }
-        match producer.abort_transaction(self.timeout) {
+        match retrying("abort_transaction", || producer.abort_transaction(self.timeout)) {
             Ok(()) => self.open = false,
             Err(e) => {
                 tracing::error!(error = %e, "abort_transaction failed; stopping the engine");
@@ -371,6 +376,24 @@ impl Transactions {
     /// Why the producer cannot go on, if it cannot.
     pub fn fatal(&self) -> Option<&str> {
         self.fatal.as_deref()
+    }
+}
+
+/// `call` a transactional API until it succeeds or fails for another reason than a retriable
+/// one (librdkafka's word that the same call may succeed later, e.g. a timeout while the
+/// coordinator is unreachable), for at most [`RETRIABLE_PATIENCE`].
+fn retrying(what: &str, mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    let started = std::time::Instant::now();
+    loop {
+        match call() {
+            Err(KafkaError::Transaction(t))
+                if t.is_retriable() && started.elapsed() < RETRIABLE_PATIENCE =>
+            {
+                tracing::warn!(error = %t, "{what} failed (retriable: the transaction coordinator is unreachable?); retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
     }
 }
 

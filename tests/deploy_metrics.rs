@@ -465,6 +465,7 @@ fn the_metrics_route_exports_the_listed_families_and_counts_api_requests() {
     let token = auth.dev_token(std::time::Duration::from_secs(600)).unwrap();
     let router = http::ops_router(AppState {
         ready: Arc::new(AtomicBool::new(true)),
+        broker: None,
     })
     .merge(api::router(ApiState {
         store: Arc::new(store),

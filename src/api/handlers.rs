@@ -21,8 +21,11 @@ pub(crate) enum ApiError {
     BadRequest(String),
     /// 404: no such row; the message says which, `as_of` when it was looked up.
     NotFound(String, Option<Millis>),
-    /// 500: the store failed or holds a row that does not decode.
+    /// 500: the store holds a row that does not decode.
     Internal,
+    /// 503: the store did not answer (down, unreachable, timed out): a clear, retriable answer
+    /// instead of a hang or an opaque 500, with `Retry-After`.
+    Unavailable,
 }
 
 #[derive(Serialize)]
@@ -61,13 +64,26 @@ impl IntoResponse for ApiError {
             ApiError::Internal => {
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None)
             }
+            ApiError::Unavailable => {
+                let mut r = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the state store is unavailable; retry later",
+                    None,
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
         }
     }
 }
 
 impl From<StoreError> for ApiError {
-    fn from(_: StoreError) -> Self {
-        ApiError::Internal
+    /// A failed read is the store's availability, not the request's fault (the error itself is
+    /// logged, never sent: it may name hosts).
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "query API: the state store failed a read");
+        ApiError::Unavailable
     }
 }
 

@@ -83,7 +83,8 @@ fn events_op(summary: &str, description: &str, schema: &str) -> Value {
             "200": envelope("Events in event-time order (empty for a symbol without events).", schema),
             "400": error("Bad symbol, since or limit."),
             "401": {"$ref": "#/components/responses/Unauthorized"},
-            "500": error("The state store failed.")
+            "500": error("A stored row does not decode."),
+            "503": error("The state store cannot be reached; retry later (see Retry-After).")
         }
     }})
 }
@@ -236,7 +237,8 @@ fn core_document() -> Value {
                     "400": error("Bad account id or date."),
                     "401": {"$ref": "#/components/responses/Unauthorized"},
                     "404": error("Unknown account, or no entries that day (the message says which)."),
-                    "500": error("The state store failed.")
+                    "500": error("A stored row does not decode."),
+            "503": error("The state store cannot be reached; retry later (see Retry-After).")
                 }
             }},
             (super::ROUTE_DAILY_BALANCES): {"get": {
@@ -253,7 +255,8 @@ fn core_document() -> Value {
                     "400": error("Bad account id, missing or bad dates, from after to, range too long, unknown parameter."),
                     "401": {"$ref": "#/components/responses/Unauthorized"},
                     "404": error("Unknown account."),
-                    "500": error("The state store failed.")
+                    "500": error("A stored row does not decode."),
+            "503": error("The state store cannot be reached; retry later (see Retry-After).")
                 }
             }},
             (super::ROUTE_RISK_DECISION): {"get": {
@@ -265,7 +268,8 @@ fn core_document() -> Value {
                     "400": error("Bad transaction id."),
                     "401": {"$ref": "#/components/responses/Unauthorized"},
                     "404": error("No decision for this transaction."),
-                    "500": error("The state store failed.")
+                    "500": error("A stored row does not decode."),
+            "503": error("The state store cannot be reached; retry later (see Retry-After).")
                 }
             }},
             (super::ROUTE_ALERTS): events_op(
@@ -291,8 +295,8 @@ fn core_document() -> Value {
                 "responses": {
                     "200": {"description": "Ready.", "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"status": {"type": "string", "enum": ["ready"]}}}}}},
-                    "503": {"description": "Still restoring state.", "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {"status": {"type": "string", "enum": ["starting"]}}}}}}
+                    "503": {"description": "Still restoring state, or the brokers cannot be reached.", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"status": {"type": "string", "enum": ["starting", "broker unreachable"]}}}}}}
                 }
             }},
             "/metrics": {"get": {

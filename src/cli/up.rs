@@ -138,7 +138,13 @@ pub(super) fn http_router(
 ) -> Result<axum::Router, Failure> {
     let auth = Arc::new(api_auth(&topology.http.addr)?);
     let console = ConsoleState::new(Arc::new(topology.clone()), freshness.clone())?;
-    Ok(http::ops_router(AppState { ready })
+    // `/readyz` says not ready while the brokers are gone (probed with the metadata of one topic
+    // of the topology).
+    let broker = match topology.topics.keys().next() {
+        Some(topic) => Some(crate::readiness::BrokerProbe::start(topology, topic)?),
+        None => None,
+    };
+    Ok(http::ops_router(AppState { ready, broker })
         .merge(api::router(ApiState {
             store,
             auth: auth.clone(),

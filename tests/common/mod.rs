@@ -69,6 +69,13 @@ pub fn broker() -> String {
         .clone()
 }
 
+/// Make `address` this test binary's broker, before anything asks for one: for tests that
+/// start (and kill) a broker of their own. Panics when another broker was chosen already.
+pub fn use_broker(address: &str) {
+    let chosen = BROKER.get_or_init(|| address.to_string());
+    assert_eq!(chosen, address, "the test broker was chosen already");
+}
+
 /// The CQL address of this test binary's Cassandra node (started on first use; see
 /// `fluxo::engines::cassandra::shared_test_node`).
 pub fn cassandra() -> String {
@@ -278,6 +285,11 @@ impl Env {
     /// keyspace of its own (siblings made after this share it, as instances of one deployment
     /// share their cluster).
     pub fn use_scylla(&self) {
+        self.use_scylla_at(&cassandra());
+    }
+
+    /// [`Env::use_scylla`] on the node at `address` (a node the test starts, and kills).
+    pub fn use_scylla_at(&self, address: &str) {
         let keyspace = format!("t_{}", self.suffix.replace('-', "_"));
         self.edit_topology(
             "backend = \"embedded\"",
@@ -285,7 +297,7 @@ impl Env {
                 "backend = \"scylla\"\nnodes = [\"{}\"]\nkeyspace = \"{keyspace}\"\n\
                  replication = {{ class = \"SimpleStrategy\", replication_factor = 1 }}\n\
                  consistency = \"LOCAL_QUORUM\"",
-                cassandra()
+                address
             ),
         );
     }

@@ -1,0 +1,477 @@
+//! Faults of the engines fluxo runs on, injected into real processes mid-stream: the Apache Kafka
+//! broker SIGKILLed and restarted (same data directory, same port), the Cassandra node (the CQL
+//! stand-in for ScyllaDB) SIGKILLed and restarted, and a store outage longer than the engine's
+//! patience. Each checks the invariants against a reference computed from the input alone:
+//! every daily balance exact (stored and last published), every price alert present, none
+//! repeated where the guarantee says so, and what the operator sees meanwhile (`/readyz`, the
+//! query API).
+//!
+//! The broker of this test binary is its own (so it can be killed); the tests run one at a time
+//! ([`serial`]).
+
+mod common;
+
+use common::ledger::*;
+use common::*;
+use fluxo::engines::kafka::Broker;
+use fluxo_processors::events::{AssetPrice, DailyBalance, LedgerEntry};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+const LEDGER: &str = "daily-consolidation";
+const PRICES: &str = "price-change";
+
+/// The broker of this binary: started on first use, killed and restarted by the tests.
+struct OwnBroker {
+    address: String,
+    dir: PathBuf,
+    broker: Option<Broker>,
+}
+
+impl OwnBroker {
+    /// SIGKILL the broker (launcher and JVM), as a crash would.
+    fn kill(&mut self) {
+        if let Some(mut b) = self.broker.take() {
+            b.kill();
+        }
+    }
+
+    /// Start it again on the same port with the same data.
+    fn restart(&mut self) {
+        assert!(self.broker.is_none(), "the broker runs");
+        self.broker = Some(Broker::start(&self.address, &self.dir).expect("restarting Apache Kafka"));
+    }
+
+    /// SIGSTOP (`STOP`) or SIGCONT (`CONT`) the broker's processes: a stalled broker, as a
+    /// long GC pause or a frozen VM would leave it.
+    fn signal(&self, signal: &str) {
+        let b = self.broker.as_ref().expect("the broker runs");
+        fluxo::engines::signal_group(b.pid(), signal);
+    }
+}
+
+/// What happens to the broker mid-stream.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum BrokerFault {
+    /// SIGKILL, then a restart (same port, same data) after 10 s.
+    Kill,
+    /// SIGSTOP for 15 s (longer than the group's 10 s session timeout), then SIGCONT.
+    Pause,
+}
+
+fn own_broker() -> MutexGuard<'static, OwnBroker> {
+    static BROKER: OnceLock<Mutex<OwnBroker>> = OnceLock::new();
+    BROKER
+        .get_or_init(|| {
+            let dir = fluxo::engines::scratch_dir("fluxo-faults-kafka").unwrap();
+            let address = format!("127.0.0.1:{}", free_port());
+            let broker = Broker::start(&address, &dir).expect("starting Apache Kafka");
+            // Removes the data once this binary exits (each start has a watchdog of its own
+            // that stops that broker).
+            fluxo::engines::stop_with_process(broker.pid(), std::process::id(), Some(&dir))
+                .unwrap();
+            use_broker(&address);
+            Mutex::new(OwnBroker {
+                address,
+                dir,
+                broker: Some(broker),
+            })
+        })
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// The development bearer token `fluxo run` printed in its log.
+fn token(env: &Env) -> String {
+    env.log()
+        .lines()
+        .find_map(|l| l.strip_prefix("token"))
+        .map(|t| t.trim().to_string())
+        .expect("no development token in the log")
+}
+
+/// `GET path` with the bearer token: (status, JSON body, time taken).
+fn api_get(env: &Env, token: &str, path: &str) -> (u16, serde_json::Value, Duration) {
+    let started = Instant::now();
+    let auth = format!("Bearer {token}");
+    let (code, body) = http_request(&env.http_addr, "GET", path, &[("Authorization", &auth)], "")
+        .unwrap_or((0, String::new()));
+    (
+        code,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        started.elapsed(),
+    )
+}
+
+/// The API path of the daily balance of `(account, business date)`.
+fn balance_path((account, day): &(String, i32)) -> String {
+    let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Days::new(*day as u64);
+    format!("/v1/accounts/{account}/daily-balances/{date}")
+}
+
+fn readyz(env: &Env) -> u16 {
+    http_get(&env.http_addr, "/readyz").map_or(0, |(c, _)| c)
+}
+
+fn assert_running(child: &mut Child, env: &Env, when: &str) {
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!("fluxo run exited {when} ({status}); log:\n{}", env.log());
+    }
+}
+
+/// Wait until `cond` holds, `what` naming it in the failure.
+fn wait_until(env: &Env, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?}; log:\n{}",
+            env.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Wait until the checkpointed offsets of `processor` add up to `total`, failing early if
+/// `fluxo run` exits meanwhile.
+fn wait_checkpointed(env: &Env, child: &mut Child, processor: &str, total: u64, timeout: Duration) {
+    let label = format!("processor=\"{processor}\"");
+    wait_until(env, &format!("{processor} checkpointing {total}"), timeout, || {
+        assert_running(child, env, "before checkpointing everything");
+        env.metric("fluxo_checkpointed_offset", &[&label]) as u64 >= total
+    });
+}
+
+/// Three quotes per symbol: 100, 120 one second later (a 20 % rise: one alert) and 120 a minute
+/// later (releases the second from the reorder buffer; the cooldown silences it).
+fn quotes(symbol: usize) -> [AssetPrice; 3] {
+    let at = |step: i64, price: &str| AssetPrice {
+        event_id: format!("q{symbol}-{step}"),
+        symbol: format!("SYM{symbol}"),
+        price: price.parse().unwrap(),
+        currency: "BRL".into(),
+        source: "b3".into(),
+        event_time: 1_767_268_800_000 + step * 1_000,
+    };
+    [at(0, "100"), at(1, "120"), at(61, "120")]
+}
+
+/// The input of a run: ledger entries and the quotes of `symbols` symbols, produced by a thread
+/// at a steady pace (a stream that goes on while a fault is injected; records produced while
+/// the broker is down wait in the producer's queue and go out once it is back).
+struct Stream {
+    entries: Vec<LedgerEntry>,
+    symbols: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stream {
+    async fn start(env: &Env, seed: u64, n: usize, symbols: usize, per_second: u64) -> Self {
+        let entries = simulated_entries(seed, n);
+        let ledger = env.topic("ledger-entries");
+        let prices = env.topic("asset-prices");
+        let mut producer = TestProducer::new();
+        let ledger_id = producer.schema_id::<LedgerEntry>(&ledger).await;
+        let price_id = if symbols > 0 {
+            producer.schema_id::<AssetPrice>(&prices).await
+        } else {
+            0
+        };
+        let to_send = entries.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let quote_every = n / symbols.max(1);
+            for (i, e) in to_send.iter().enumerate() {
+                producer.enqueue_raw(&ledger, &e.account_id, &framed(ledger_id, e));
+                if symbols > 0 && i % quote_every == 0 && i / quote_every < symbols {
+                    for q in quotes(i / quote_every) {
+                        let payload = fluxo::avro::framing::frame(
+                            price_id,
+                            &fluxo::avro::typed::encode_datum(&q).unwrap(),
+                        );
+                        producer.enqueue_raw(&prices, &q.symbol, &payload);
+                    }
+                }
+                // Pacing, not an assertion: the stream lasts n / per_second seconds.
+                let due = started + Duration::from_millis(i as u64 * 1000 / per_second);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            producer.flush();
+        });
+        Self {
+            entries,
+            symbols,
+            thread: Some(thread),
+        }
+    }
+
+    /// Wait for the producer to have every record acknowledged.
+    fn finish(&mut self) {
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the producer thread failed");
+        }
+    }
+}
+
+/// Every invariant of a finished run of `env` (stopped) over `stream`: the stored balances and
+/// the last published ones equal the reference; every alert is there, once per id, and exactly
+/// once when `exactly_once`.
+fn check_invariants(env: &Env, stream: &Stream, exactly_once: bool) {
+    let want = expected(&stream.entries);
+    let got = stored_balances(env, &want);
+    assert_eq!(got.len(), want.len(), "number of stored (account, day) rows");
+    for (k, v) in &want {
+        assert_eq!(got.get(k), Some(v), "stored balance of {k:?}");
+    }
+    let mut last = Expected::new();
+    for r in &read_to_end(&env.topic("daily-balances"), Duration::from_secs(120)) {
+        let b: DailyBalance = decode(r.payload.as_deref().expect("no tombstones"));
+        last.insert(
+            (b.account_id, b.business_date),
+            (b.total_credits, b.total_debits, b.entry_count),
+        );
+    }
+    assert_eq!(last.len(), want.len(), "number of (account, day) keys out");
+    for (k, v) in &want {
+        assert_eq!(last.get(k), Some(v), "last balance out for {k:?}");
+    }
+    if stream.symbols == 0 {
+        return;
+    }
+    let alerts = read_to_end(&env.topic("price-alerts"), Duration::from_secs(120));
+    let ids: Vec<&String> = alerts
+        .iter()
+        .map(|r| {
+            r.headers
+                .get(fluxo::engine::ID_HEADER)
+                .expect("an alert without its fluxo-id")
+        })
+        .collect();
+    let distinct: BTreeSet<&String> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), stream.symbols, "distinct alerts: {ids:?}");
+    let symbols: BTreeSet<String> = alerts
+        .iter()
+        .map(|r| decode::<fluxo_processors::events::PriceAlert>(r.payload.as_deref().unwrap()).symbol)
+        .collect();
+    let want_symbols: BTreeSet<String> = (0..stream.symbols).map(|s| format!("SYM{s}")).collect();
+    assert_eq!(symbols, want_symbols, "symbols alerted");
+    if exactly_once {
+        assert_eq!(ids.len(), stream.symbols, "an alert repeated: {ids:?}");
+    } else {
+        eprintln!(
+            "effectively_once: {} alert records for {} alerts (repeats carry the same fluxo-id)",
+            ids.len(),
+            stream.symbols
+        );
+    }
+}
+
+/// The broker SIGKILLed mid-stream and restarted 10 s later, or paused past the session
+/// timeout: the runtime neither exits nor wedges, `/readyz` says 503 while the broker is gone
+/// and 200 once it is back, the query API answers reads from the store throughout, and both
+/// processors finish the stream with nothing lost or applied twice.
+async fn broker_fault_mid_stream(fault: BrokerFault, guarantee: &str) {
+    let _serial = serial();
+    let mut broker = own_broker();
+    const N: usize = 24_000;
+    const SYMBOLS: usize = 24;
+    let env = Env::new(&[LEDGER, PRICES], "");
+    env.edit_topology(
+        "processing_guarantee = \"exactly_once\"",
+        &format!("processing_guarantee = \"{guarantee}\""),
+    );
+    env.create_topics();
+    let mut child = KillOnDrop(env.start());
+    let token = token(&env);
+    let mut stream = Stream::start(&env, 11, N, SYMBOLS, 1_000).await;
+
+    // A row the API must keep serving during the outage: the first valid entry's day.
+    let probe = expected(&stream.entries[..200])
+        .into_keys()
+        .next()
+        .expect("a valid entry");
+    let path = balance_path(&probe);
+    wait_until(&env, "the probe balance served", Duration::from_secs(120), || {
+        api_get(&env, &token, &path).0 == 200
+    });
+    // Mid-stream: a quarter consumed, most of it still to come.
+    env.wait_for_records_in(LEDGER, N as u64 / 4, Duration::from_secs(180));
+
+    let down_for = match fault {
+        BrokerFault::Kill => {
+            broker.kill();
+            Duration::from_secs(10)
+        }
+        BrokerFault::Pause => {
+            broker.signal("STOP");
+            Duration::from_secs(15)
+        }
+    };
+    let killed = Instant::now();
+    eprintln!(
+        "broker fault {fault:?} after {} ledger records in",
+        env.metric("fluxo_records_in_total", &[&format!("processor=\"{LEDGER}\"")])
+    );
+    // Down for `down_for` at least, and until /readyz said so (a loaded machine may be slow to
+    // see it).
+    let mut not_ready_seen = false;
+    let mut reads = 0;
+    while killed.elapsed() < down_for || !not_ready_seen {
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "/readyz still answers {} 60 s after the broker was killed; log:\n{}",
+            readyz(&env),
+            env.log()
+        );
+        not_ready_seen |= readyz(&env) == 503;
+        let (code, body, took) = api_get(&env, &token, &path);
+        assert_eq!(code, 200, "read during the outage: {body}");
+        assert!(took < Duration::from_secs(5), "a read took {took:?}");
+        reads += 1;
+        assert_running(&mut child, &env, "while the broker was down");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "/readyz 503 seen; {reads} API reads answered 200 while the broker was down; back after {:.1} s",
+        killed.elapsed().as_secs_f64()
+    );
+    match fault {
+        BrokerFault::Kill => broker.restart(),
+        BrokerFault::Pause => broker.signal("CONT"),
+    }
+    eprintln!("broker back {:.1} s after the kill", killed.elapsed().as_secs_f64());
+    wait_until(&env, "/readyz 200 after the restart", Duration::from_secs(120), || {
+        readyz(&env) == 200
+    });
+
+    stream.finish();
+    wait_checkpointed(&env, &mut child, LEDGER, N as u64, Duration::from_secs(300));
+    wait_checkpointed(&env, &mut child, PRICES, 3 * SYMBOLS as u64, Duration::from_secs(120));
+    assert_running(&mut child, &env, "after the broker came back");
+    let (code, body, _) = api_get(&env, &token, &path);
+    assert_eq!(code, 200, "{body}");
+    eprintln!(
+        "{fault:?}/{guarantee}: finished; engines restarted in-process {} times",
+        env.metric("fluxo_engine_restarts_total", &[]) as u64
+    );
+    assert!(stop(&mut child).success(), "log:\n{}", env.log());
+    drop(broker);
+    check_invariants(&env, &stream, guarantee == "exactly_once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_killed_mid_stream_exactly_once() {
+    broker_fault_mid_stream(BrokerFault::Kill, "exactly_once").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_killed_mid_stream_effectively_once() {
+    broker_fault_mid_stream(BrokerFault::Kill, "effectively_once").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_paused_past_the_session_timeout_exactly_once() {
+    broker_fault_mid_stream(BrokerFault::Pause, "exactly_once").await;
+}
+
+/// The Cassandra node SIGKILLed mid-stream and restarted: checkpoints stop (no state without
+/// its offsets), the query API answers 503 with a JSON error promptly, and once the node is back
+/// the stream finishes exact. Then an outage longer than `store_patience` stops `fluxo run` with
+/// exit 1 and an error naming the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandra_killed_mid_stream_then_an_outage_past_the_patience() {
+    let _serial = serial();
+    drop(own_broker());
+    const N: usize = 12_000;
+    let node_dir = fluxo::engines::scratch_dir("fluxo-faults-cassandra").unwrap();
+    let port = free_port();
+    let mut node = fluxo::engines::cassandra::Node::start(port, &node_dir).expect("starting Cassandra");
+    fluxo::engines::stop_with_process(node.pid(), std::process::id(), Some(&node_dir)).unwrap();
+    let env = Env::new(&[LEDGER], "");
+    env.use_scylla_at(&node.address);
+    // Long enough for a restart of the node on a loaded machine.
+    env.edit_topology("store_patience = \"120s\"", "store_patience = \"600s\"");
+    env.create_topics();
+    let mut child = KillOnDrop(env.start());
+    let token = token(&env);
+    let mut stream = Stream::start(&env, 12, N, 0, 1_000).await;
+    let probe = expected(&stream.entries[..200])
+        .into_keys()
+        .next()
+        .expect("a valid entry");
+    let path = balance_path(&probe);
+    wait_until(&env, "the probe balance served", Duration::from_secs(120), || {
+        api_get(&env, &token, &path).0 == 200
+    });
+    env.wait_for_records_in(LEDGER, N as u64 / 4, Duration::from_secs(180));
+
+    node.kill();
+    let killed = Instant::now();
+    let checkpointed = || {
+        env.metric(
+            "fluxo_checkpointed_offset",
+            &[&format!("processor=\"{LEDGER}\"")],
+        ) as u64
+    };
+    // A commit in flight when the node died may still land; nothing after.
+    std::thread::sleep(Duration::from_secs(2));
+    let frozen = checkpointed();
+    let mut answers = 0;
+    while killed.elapsed() < Duration::from_secs(15) {
+        let (code, body, took) = api_get(&env, &token, &path);
+        assert_eq!(code, 503, "a read while the store is down: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains("state store")),
+            "{body}"
+        );
+        assert!(took < Duration::from_secs(30), "a read took {took:?}");
+        answers += 1;
+        assert_eq!(checkpointed(), frozen, "a checkpoint committed while the store was down");
+        assert_running(&mut child, &env, "while the store was down");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("{answers} API reads answered 503 while the node was down; checkpoints stayed at {frozen} of {N}");
+    drop(node);
+    let mut node = fluxo::engines::cassandra::Node::start(port, &node_dir).expect("restarting Cassandra");
+    eprintln!("node back {:.1} s after the kill", killed.elapsed().as_secs_f64());
+    stream.finish();
+    wait_checkpointed(&env, &mut child, LEDGER, N as u64, Duration::from_secs(300));
+    wait_until(&env, "the API serving again", Duration::from_secs(60), || {
+        api_get(&env, &token, &path).0 == 200
+    });
+    assert!(stop(&mut child).success(), "log:\n{}", env.log());
+    check_invariants(&env, &stream, true);
+
+    // An outage past the patience: a clear fail-stop.
+    env.edit_topology("store_patience = \"600s\"", "store_patience = \"5s\"");
+    let mut child = KillOnDrop(env.start());
+    node.kill();
+    let more = Stream::start(&env, 13, 300, 0, 1_000).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fluxo run still runs 120 s into an outage past its 5 s patience; log:\n{}",
+            env.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let log = env.log();
+    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    let error = log
+        .lines()
+        .find(|l| l.starts_with("fluxo: error:"))
+        .unwrap_or_else(|| panic!("no error line; log:\n{log}"));
+    assert!(error.contains("scylla"), "{error}");
+    eprintln!("outage past the patience: exit 1, `{error}`");
+    let mut more = more;
+    more.finish();
+}
