@@ -7,7 +7,8 @@
 //!
 //! Optional `FLUXO_JWT_AUDIENCE` / `FLUXO_JWT_ISSUER` (comma-separated) require the token's `aud`
 //! / `iss` to match. Every token must carry `exp`, checked with [`LEEWAY_SECS`] of clock skew; a
-//! token in any other algorithm than the configured one is refused (no `alg` confusion: an RS256
+//! token with an `nbf` further ahead than the leeway is not valid yet and refused; a token
+//! longer than [`MAX_TOKEN_BYTES`] is refused before it is decoded; a token in any other algorithm than the configured one is refused (no `alg` confusion: an RS256
 //! server never accepts an HS256 token signed with its public key).
 //!
 //! [`Auth::development`] makes a random secret for `fluxo up` when neither variable is set, and
@@ -35,6 +36,9 @@ pub const AUDIENCE_ENV: &str = "FLUXO_JWT_AUDIENCE";
 pub const ISSUER_ENV: &str = "FLUXO_JWT_ISSUER";
 /// Clock skew tolerated on `exp` (and `nbf` when present), in seconds.
 pub const LEEWAY_SECS: u64 = 5;
+/// Longest accepted token, in bytes: refused before any base64 or JSON decoding so a huge
+/// header cannot make the server work (real tokens are a few hundred bytes).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Shortest accepted HS256 secret, in bytes (RFC 7518 §3.2: a key as long as the hash).
 pub const MIN_SECRET_LEN: usize = 32;
 
@@ -92,6 +96,8 @@ fn validation(algorithm: Algorithm) -> Validation {
     let mut v = Validation::new(algorithm);
     v.leeway = LEEWAY_SECS;
     v.validate_exp = true;
+    // Off by default in jsonwebtoken: a token minted for later must not work now.
+    v.validate_nbf = true;
     v.set_required_spec_claims(&["exp"]);
     v
 }
@@ -277,9 +283,13 @@ impl Auth {
             .map_err(|e| AuthError::Sign(e.to_string()))
     }
 
-    /// True when `token` is signed with the configured key and algorithm, unexpired, and
-    /// matches the configured audience and issuer.
+    /// True when `token` is at most [`MAX_TOKEN_BYTES`] long, signed with the configured key
+    /// and algorithm, unexpired, already valid (`nbf`), and matches the configured audience and
+    /// issuer.
     pub fn verify(&self, token: &str) -> bool {
+        if token.len() > MAX_TOKEN_BYTES {
+            return false;
+        }
         jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &self.decoding, &self.validation)
             .is_ok()
     }
