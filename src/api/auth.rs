@@ -73,6 +73,9 @@ pub struct Auth {
     encoding: Option<EncodingKey>,
     /// The secret of [`Auth::development`], kept to be shown to the developer.
     dev_secret: Option<String>,
+    /// The first accepted audience and issuer, put in minted tokens so they pass [`Auth::verify`].
+    mint_aud: Option<String>,
+    mint_iss: Option<String>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -88,6 +91,10 @@ impl std::fmt::Debug for Auth {
 #[derive(Serialize)]
 struct MintedClaims<'a> {
     sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
     iat: u64,
     exp: u64,
 }
@@ -175,6 +182,8 @@ impl Auth {
             validation: validation(Algorithm::HS256),
             encoding: Some(EncodingKey::from_secret(secret)),
             dev_secret: None,
+            mint_aud: None,
+            mint_iss: None,
         })
     }
 
@@ -190,6 +199,8 @@ impl Auth {
             validation: validation(Algorithm::HS256),
             encoding: Some(EncodingKey::from_secret(secret.as_bytes())),
             dev_secret: Some(secret),
+            mint_aud: None,
+            mint_iss: None,
         }
     }
 
@@ -235,12 +246,15 @@ impl Auth {
             validation: validation(algorithm),
             encoding: None,
             dev_secret: None,
+            mint_aud: None,
+            mint_iss: None,
         })
     }
 
     /// Also require the token's `aud` to be one of `audiences`.
     pub fn with_audience(mut self, audiences: &[String]) -> Self {
         self.validation.set_audience(audiences);
+        self.mint_aud = audiences.first().cloned();
         self.validation
             .required_spec_claims
             .insert("aud".to_string());
@@ -250,6 +264,7 @@ impl Auth {
     /// Also require the token's `iss` to be one of `issuers`.
     pub fn with_issuer(mut self, issuers: &[String]) -> Self {
         self.validation.set_issuer(issuers);
+        self.mint_iss = issuers.first().cloned();
         self.validation
             .required_spec_claims
             .insert("iss".to_string());
@@ -276,6 +291,8 @@ impl Auth {
         let iat = now_secs();
         let claims = MintedClaims {
             sub: "fluxo-dev",
+            aud: self.mint_aud.as_deref(),
+            iss: self.mint_iss.as_deref(),
             iat,
             exp: iat.saturating_add(ttl.as_secs()),
         };
