@@ -49,15 +49,99 @@ impl DecodeFailure {
     }
 }
 
-/// Registry settings for `url` with a request timeout.
+/// Environment variable: the bearer token fluxo sends to the schema registry (its writes need
+/// one, see `fluxo_registry::WriteAccess`).
+pub const REGISTRY_TOKEN_ENV: &str = "FLUXO_SCHEMA_REGISTRY_TOKEN";
+
+/// The token `fluxo up` minted for its own embedded registry (its development secret is not in
+/// the environment).
+static PROCESS_REGISTRY_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Make every registry client of this process send `token` (first call wins).
+pub fn set_registry_token(token: String) {
+    let _ = PROCESS_REGISTRY_TOKEN.set(token);
+}
+
+/// The bearer token for the registry: [`set_registry_token`], else [`REGISTRY_TOKEN_ENV`], else
+/// one minted (valid one hour: writes only happen at startup) from `FLUXO_JWT_SECRET`, else none.
+fn registry_token() -> Option<String> {
+    if let Some(t) = PROCESS_REGISTRY_TOKEN.get() {
+        return Some(t.clone());
+    }
+    if let Some(t) = std::env::var(REGISTRY_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Some(t.trim().to_string());
+    }
+    match crate::api::Auth::from_env() {
+        Ok(Some(auth)) => auth.dev_token(Duration::from_secs(3600)).ok(),
+        _ => None,
+    }
+}
+
+/// Registry settings for `url` with a request timeout, sending the registry token when there
+/// is one (see [`registry_token`]).
 ///
 /// # Errors
 /// When the HTTP client cannot be built.
 pub fn registry_settings(url: &str) -> anyhow::Result<SrSettings> {
-    SrSettings::new_builder(url.trim_end_matches('/').to_string())
-        .set_timeout(Duration::from_secs(10))
+    registry_settings_with_token(url, registry_token())
+}
+
+/// [`registry_settings`] with an explicit bearer token.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn registry_settings_with_token(
+    url: &str,
+    token: Option<String>,
+) -> anyhow::Result<SrSettings> {
+    let mut builder = SrSettings::new_builder(url.trim_end_matches('/').to_string());
+    builder.set_timeout(Duration::from_secs(10));
+    if let Some(token) = token {
+        builder.set_token_authorization(&token);
+    }
+    builder
         .build()
         .map_err(|e| anyhow::anyhow!("schema registry settings for {url}: {e}"))
+}
+
+/// Register `schema` under `subject` and return its id; when the registry refuses the write
+/// (e.g. 401: this process has no registry token), look the schema up instead (a read, open to
+/// all), so `fluxo produce` works against a registry where `fluxo up` registered it already.
+///
+/// # Errors
+/// The registration error when the lookup does not find the schema either.
+pub async fn register_or_lookup(
+    sr: &SrSettings,
+    url: &str,
+    subject: &str,
+    schema: SuppliedSchema,
+) -> anyhow::Result<u32> {
+    let json = schema.schema.clone();
+    match post_schema(sr, subject.to_string(), schema).await {
+        Ok(registered) => Ok(registered.id),
+        Err(e) => {
+            let lookup = reqwest::Client::new()
+                .post(format!("{}/subjects/{subject}", url.trim_end_matches('/')))
+                .header("content-type", "application/vnd.schemaregistry.v1+json")
+                .json(&serde_json::json!({ "schema": json }))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            if let Ok(resp) = lookup {
+                if resp.status().is_success() {
+                    if let Ok(body) = resp.json::<serde_json::Value>().await {
+                        if let Some(id) = body["id"].as_u64().and_then(|i| u32::try_from(i).ok()) {
+                            return Ok(id);
+                        }
+                    }
+                }
+            }
+            Err(anyhow::anyhow!("registering {subject}: {e}"))
+        }
+    }
 }
 
 /// Register the value schema of every declared topic under `<topic>-value`; returns the schema
@@ -81,10 +165,14 @@ pub async fn register_topic_schemas(
             SchemaType::Avro,
             schema.json.to_string(),
         );
-        let registered = post_schema(sr, format!("{topic}-value"), supplied)
-            .await
-            .map_err(|e| anyhow::anyhow!("registering {topic}-value: {e}"))?;
-        ids.insert(topic.clone(), registered.id);
+        let id = register_or_lookup(
+            sr,
+            &topology.schema_registry.url,
+            &format!("{topic}-value"),
+            supplied,
+        )
+        .await?;
+        ids.insert(topic.clone(), id);
     }
     Ok(ids)
 }

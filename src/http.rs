@@ -91,7 +91,9 @@ pub async fn track_requests(
     response
 }
 
-/// Serve `router` on `listener` until `shutdown` resolves.
+/// Serve `router` on `listener` until `shutdown` resolves, with the hardened server of
+/// [`fluxo_registry::server`] and its default [`fluxo_registry::Limits`] (header-read and request
+/// timeouts, a connection cap, early 431/414/413).
 ///
 /// # Errors
 /// When the server fails.
@@ -100,7 +102,11 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    fluxo_registry::server::serve(
+        listener,
+        router,
+        fluxo_registry::Limits::default(),
+        shutdown,
+    )
+    .await
 }

@@ -23,12 +23,82 @@ use std::sync::Arc;
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 type Reg = State<Arc<Registry>>;
+
+/// Who may change the registry (register, delete, config); reads are always open, as
+/// Confluent's are.
+#[derive(Clone)]
+pub enum WriteAccess {
+    /// Anyone may write: tests, and `fluxo up` with `FLUXO_REGISTRY_OPEN_WRITES=1`.
+    Open,
+    /// Writes need `Authorization: Bearer <token>` accepted by this check (fluxo passes its
+    /// query API's JWT verification); anything else is 401.
+    Bearer(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+    /// Nobody may write.
+    ReadOnly,
+}
+
+impl std::fmt::Debug for WriteAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Open => "Open",
+            Self::Bearer(_) => "Bearer",
+            Self::ReadOnly => "ReadOnly",
+        })
+    }
+}
+
+impl WriteAccess {
+    fn allows(&self, headers: &axum::http::HeaderMap) -> bool {
+        match self {
+            Self::Open => true,
+            Self::ReadOnly => false,
+            Self::Bearer(verify) => headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .is_some_and(|(_, token)| !token.trim().is_empty() && verify(token.trim())),
+        }
+    }
+}
+
+/// Is the request a write? Every POST, PUT and DELETE except the two read-only POSTs (a
+/// lookup of a schema under a subject, and a compatibility test), which change nothing.
+fn is_write(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    if *method == Method::PUT || *method == Method::DELETE {
+        return true;
+    }
+    if *method != Method::POST {
+        return false;
+    }
+    // POST /subjects/{s}/versions registers; POST /subjects/{s} only looks up;
+    // POST /compatibility/... only tests.
+    path.starts_with("/subjects/") && path.trim_end_matches('/').ends_with("/versions")
+}
+
+async fn write_guard(
+    State(access): State<Arc<WriteAccess>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if is_write(request.method(), request.uri().path()) && !access.allows(request.headers()) {
+        let mut response = RegistryError::Unauthorized.into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 type Body = Result<Bytes, BytesRejection>;
 type ApiResult = Result<Response, RegistryError>;
 
-/// The Confluent-compatible router over `registry`.
-pub fn router(registry: Arc<Registry>) -> Router {
+/// The Confluent-compatible router over `registry`, writes allowed as `access` says.
+pub fn router(registry: Arc<Registry>, access: WriteAccess) -> Router {
+    let access = Arc::new(access);
     Router::new()
         .route("/", get(|| async { reply(json!({})) }))
         .route("/schemas/types", get(|| async { reply(json!(["AVRO"])) }))
@@ -78,6 +148,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .fallback(|| async { RegistryError::NotFound })
         .method_not_allowed_fallback(|| async { RegistryError::MethodNotAllowed })
         .with_state(registry)
+        .layer(axum::middleware::from_fn_with_state(access, write_guard))
 }
 
 impl IntoResponse for RegistryError {
@@ -140,7 +211,13 @@ fn parse_id(text: &str) -> Result<u32, RegistryError> {
 
 /// Parses a JSON body: 422 if it is not JSON or not the expected shape.
 fn json_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, RegistryError> {
-    let body = body.map_err(|e| RegistryError::UnprocessableEntity(e.body_text()))?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            RegistryError::PayloadTooLarge
+        } else {
+            RegistryError::UnprocessableEntity(e.body_text())
+        }
+    })?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| RegistryError::UnprocessableEntity(format!("Unrecognized JSON: {e}")))?;
     serde_json::from_value(value)

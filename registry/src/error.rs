@@ -71,6 +71,12 @@ pub enum RegistryError {
     /// 422: the request body is not well-formed JSON or has the wrong shape.
     #[error("{0}")]
     UnprocessableEntity(String),
+    /// 413: the request body is over the server's limit.
+    #[error("HTTP 413 Payload Too Large")]
+    PayloadTooLarge,
+    /// 401: a write without a valid bearer token (see [`crate::WriteAccess`]).
+    #[error("HTTP 401 Unauthorized")]
+    Unauthorized,
     /// 404: no such route (or an id that is not a number).
     #[error("HTTP 404 Not Found")]
     NotFound,
@@ -100,6 +106,8 @@ impl RegistryError {
             Self::InvalidCompatibilityLevel => 42203,
             Self::ReferenceExists { .. } => 42206,
             Self::UnprocessableEntity(_) => 422,
+            Self::PayloadTooLarge => 413,
+            Self::Unauthorized => 401,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::Store(_) => 50001,

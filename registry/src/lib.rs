@@ -10,7 +10,7 @@
 //! use std::sync::Arc;
 //! let registry = Arc::new(fluxo_registry::Registry::open(std::path::Path::new("registry.redb"))?);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
-//! fluxo_registry::serve(listener, registry, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! fluxo_registry::serve(listener, registry, fluxo_registry::WriteAccess::Open, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -64,13 +64,15 @@ pub mod api;
 mod canonical;
 pub mod compat;
 pub mod error;
+pub mod server;
 mod state;
 pub mod store;
 pub mod types;
 
-pub use api::router;
+pub use api::{router, WriteAccess};
 pub use compat::CompatibilityLevel;
 pub use error::RegistryError;
+pub use server::Limits;
 pub use store::Registry;
 pub use types::{
     CompatibilityReport, SchemaInfo, SchemaReference, SchemaRequest, SubjectVersion, VersionSpec,
@@ -79,14 +81,22 @@ pub use types::{
 use std::future::Future;
 use std::sync::Arc;
 
-/// Serves the registry's REST API on `listener` until `shutdown` completes, then waits for
-/// in-flight requests to finish.
+/// Serves the registry's REST API on `listener` with the default [`Limits`] and writes allowed
+/// as `access` says, until `shutdown` completes, then waits for in-flight requests to finish.
+///
+/// # Errors
+/// When the server fails.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
+    access: WriteAccess,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(registry))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(
+        listener,
+        router(registry, access),
+        Limits::default(),
+        shutdown,
+    )
+    .await
 }

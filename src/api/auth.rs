@@ -7,7 +7,8 @@
 //!
 //! Optional `FLUXO_JWT_AUDIENCE` / `FLUXO_JWT_ISSUER` (comma-separated) require the token's `aud`
 //! / `iss` to match. Every token must carry `exp`, checked with [`LEEWAY_SECS`] of clock skew; a
-//! token in any other algorithm than the configured one is refused (no `alg` confusion: an RS256
+//! token with an `nbf` further ahead than the leeway is not valid yet and refused; a token
+//! longer than [`MAX_TOKEN_BYTES`] is refused before it is decoded; a token in any other algorithm than the configured one is refused (no `alg` confusion: an RS256
 //! server never accepts an HS256 token signed with its public key).
 //!
 //! [`Auth::development`] makes a random secret for `fluxo up` when neither variable is set, and
@@ -35,6 +36,9 @@ pub const AUDIENCE_ENV: &str = "FLUXO_JWT_AUDIENCE";
 pub const ISSUER_ENV: &str = "FLUXO_JWT_ISSUER";
 /// Clock skew tolerated on `exp` (and `nbf` when present), in seconds.
 pub const LEEWAY_SECS: u64 = 5;
+/// Longest accepted token, in bytes: refused before any base64 or JSON decoding so a huge
+/// header cannot make the server work (real tokens are a few hundred bytes).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Shortest accepted HS256 secret, in bytes (RFC 7518 §3.2: a key as long as the hash).
 pub const MIN_SECRET_LEN: usize = 32;
 
@@ -69,6 +73,9 @@ pub struct Auth {
     encoding: Option<EncodingKey>,
     /// The secret of [`Auth::development`], kept to be shown to the developer.
     dev_secret: Option<String>,
+    /// The first accepted audience and issuer, put in minted tokens so they pass [`Auth::verify`].
+    mint_aud: Option<String>,
+    mint_iss: Option<String>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -84,6 +91,10 @@ impl std::fmt::Debug for Auth {
 #[derive(Serialize)]
 struct MintedClaims<'a> {
     sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
     iat: u64,
     exp: u64,
 }
@@ -92,6 +103,8 @@ fn validation(algorithm: Algorithm) -> Validation {
     let mut v = Validation::new(algorithm);
     v.leeway = LEEWAY_SECS;
     v.validate_exp = true;
+    // Off by default in jsonwebtoken: a token minted for later must not work now.
+    v.validate_nbf = true;
     v.set_required_spec_claims(&["exp"]);
     v
 }
@@ -169,6 +182,8 @@ impl Auth {
             validation: validation(Algorithm::HS256),
             encoding: Some(EncodingKey::from_secret(secret)),
             dev_secret: None,
+            mint_aud: None,
+            mint_iss: None,
         })
     }
 
@@ -184,6 +199,8 @@ impl Auth {
             validation: validation(Algorithm::HS256),
             encoding: Some(EncodingKey::from_secret(secret.as_bytes())),
             dev_secret: Some(secret),
+            mint_aud: None,
+            mint_iss: None,
         }
     }
 
@@ -229,12 +246,15 @@ impl Auth {
             validation: validation(algorithm),
             encoding: None,
             dev_secret: None,
+            mint_aud: None,
+            mint_iss: None,
         })
     }
 
     /// Also require the token's `aud` to be one of `audiences`.
     pub fn with_audience(mut self, audiences: &[String]) -> Self {
         self.validation.set_audience(audiences);
+        self.mint_aud = audiences.first().cloned();
         self.validation
             .required_spec_claims
             .insert("aud".to_string());
@@ -244,6 +264,7 @@ impl Auth {
     /// Also require the token's `iss` to be one of `issuers`.
     pub fn with_issuer(mut self, issuers: &[String]) -> Self {
         self.validation.set_issuer(issuers);
+        self.mint_iss = issuers.first().cloned();
         self.validation
             .required_spec_claims
             .insert("iss".to_string());
@@ -270,6 +291,8 @@ impl Auth {
         let iat = now_secs();
         let claims = MintedClaims {
             sub: "fluxo-dev",
+            aud: self.mint_aud.as_deref(),
+            iss: self.mint_iss.as_deref(),
             iat,
             exp: iat.saturating_add(ttl.as_secs()),
         };
@@ -277,9 +300,13 @@ impl Auth {
             .map_err(|e| AuthError::Sign(e.to_string()))
     }
 
-    /// True when `token` is signed with the configured key and algorithm, unexpired, and
-    /// matches the configured audience and issuer.
+    /// True when `token` is at most [`MAX_TOKEN_BYTES`] long, signed with the configured key
+    /// and algorithm, unexpired, already valid (`nbf`), and matches the configured audience and
+    /// issuer.
     pub fn verify(&self, token: &str) -> bool {
+        if token.len() > MAX_TOKEN_BYTES {
+            return false;
+        }
         jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &self.decoding, &self.validation)
             .is_ok()
     }

@@ -317,6 +317,75 @@ async fn hs256_auth_none_bad_expired_wrong_algorithm_good() {
     assert_eq!(s.get_with("/openapi.json", None).await.0, StatusCode::OK);
 }
 
+/// The attacks of issue 16 not covered above: `alg: none`, a token not valid yet (`nbf` an hour
+/// ahead), wrong audience or issuer, and an oversized token; all get the same bare 401.
+#[tokio::test]
+async fn jwt_attacks_none_nbf_audience_issuer_oversized() {
+    use base64::Engine as _;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let bearer = |t: &str| format!("Bearer {t}");
+    let auth = Auth::hs256(SECRET.as_bytes())
+        .unwrap()
+        .with_audience(&["fluxo-api".to_string()])
+        .with_issuer(&["https://idp.example".to_string()]);
+    let s = start_with(auth, |s: &EmbeddedStore| fixture(s)).await;
+    let valid = json!({"aud": "fluxo-api", "iss": "https://idp.example", "exp": now_secs() + 600});
+    assert_eq!(
+        s.get_with(DAY_PATH, Some(&hs(valid.clone()))).await.0,
+        StatusCode::OK
+    );
+
+    // alg none, with and without a trailing dot, and alg "None"/"NONE".
+    for alg in ["none", "None", "NONE"] {
+        let unsigned = format!(
+            "{}.{}",
+            b64(&json!({"alg": alg, "typ": "JWT"})),
+            b64(&valid)
+        );
+        s.assert_unauthorized(DAY_PATH, Some(&bearer(&format!("{unsigned}."))), alg)
+            .await;
+        s.assert_unauthorized(DAY_PATH, Some(&bearer(&unsigned)), alg)
+            .await;
+    }
+    // Not valid yet: nbf an hour ahead (the leeway is seconds).
+    let mut ahead = valid.clone();
+    ahead["nbf"] = json!(now_secs() + 3600);
+    s.assert_unauthorized(DAY_PATH, Some(&bearer(&hs(ahead))), "nbf an hour ahead")
+        .await;
+    // nbf inside the leeway is accepted (clock skew between issuer and server).
+    let mut skew = valid.clone();
+    skew["nbf"] = json!(now_secs() + 2);
+    assert_eq!(
+        s.get_with(DAY_PATH, Some(&hs(skew))).await.0,
+        StatusCode::OK
+    );
+    // Wrong or missing audience / issuer.
+    for (field, value) in [
+        ("aud", json!("another-api")),
+        ("aud", Value::Null),
+        ("iss", json!("https://evil.example")),
+        ("iss", Value::Null),
+    ] {
+        let mut claims = valid.clone();
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(field);
+        } else {
+            claims[field] = value.clone();
+        }
+        let why = format!("{field} = {value}");
+        s.assert_unauthorized(DAY_PATH, Some(&bearer(&hs(claims))), &why)
+            .await;
+    }
+    // Oversized: a validly signed token padded past MAX_TOKEN_BYTES is refused unread.
+    let mut big = valid.clone();
+    big["pad"] = json!("x".repeat(crate::api::auth::MAX_TOKEN_BYTES));
+    let big = hs(big);
+    assert!(big.len() > crate::api::auth::MAX_TOKEN_BYTES);
+    s.assert_unauthorized(DAY_PATH, Some(&bearer(&big)), "oversized token")
+        .await;
+    assert!(!Auth::hs256(SECRET.as_bytes()).unwrap().verify(&big));
+}
+
 #[tokio::test]
 async fn rs256_and_es256_public_keys() {
     let read = |f: &str| std::fs::read(format!("{TESTDATA}/{f}")).unwrap();

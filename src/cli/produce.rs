@@ -14,7 +14,6 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
-use schema_registry_converter::async_impl::schema_registry::post_schema;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -176,17 +175,17 @@ pub async fn produce(topology_path: &Path, args: ProduceArgs) -> Result<(), Fail
         }
     }
     let sr = registry_settings(&topology.schema_registry.url)?;
-    let registered = post_schema(
+    let registered_id = crate::codec::register_or_lookup(
         &sr,
-        format!("{topic}-value"),
+        &topology.schema_registry.url,
+        &format!("{topic}-value"),
         SuppliedSchema::new(
             Some(format!("br.com.fluxo.{}", declared.name)),
             SchemaType::Avro,
             declared.json.to_string(),
         ),
     )
-    .await
-    .map_err(|e| anyhow::anyhow!("registering {topic}-value: {e}"))?;
+    .await?;
 
     let mut cfg = crate::kafka::client_config(&topology)?;
     let idempotent = topology.runtime.idempotent_producer;
@@ -206,7 +205,7 @@ pub async fn produce(topology_path: &Path, args: ProduceArgs) -> Result<(), Fail
     let sender = Sender {
         producer,
         topic: topic.clone(),
-        schema_id: registered.id,
+        schema_id: registered_id,
         schema,
     };
     let key_field = topic_cfg.key.clone();

@@ -143,7 +143,8 @@ impl ApiServer {
     async fn start(topology: &Topology, store: Arc<dyn StateStore>) -> Result<Self, Failure> {
         let freshness = Arc::new(Freshness::new(0));
         let ready = Arc::new(AtomicBool::new(false));
-        let router = http_router(topology, store, freshness.clone(), ready.clone())?;
+        let auth = std::sync::Arc::new(super::up::api_auth(&topology.http.addr)?);
+        let router = http_router(topology, auth, store, freshness.clone(), ready.clone())?;
         let listener = tokio::net::TcpListener::bind(&topology.http.addr)
             .await
             .with_context(|| format!("binding the HTTP API to {}", topology.http.addr))?;

@@ -90,6 +90,20 @@ pub(super) fn api_auth(http_addr: &str) -> Result<Auth, Failure> {
     }
 }
 
+/// Environment variable: `1` opens the embedded registry's writes to anyone (development only).
+pub const REGISTRY_OPEN_WRITES_ENV: &str = "FLUXO_REGISTRY_OPEN_WRITES";
+
+/// Who may write to the embedded registry: bearer tokens of the query API, unless
+/// [`REGISTRY_OPEN_WRITES_ENV`] is `1`.
+fn registry_access(auth: &Arc<Auth>) -> fluxo_registry::WriteAccess {
+    if std::env::var(REGISTRY_OPEN_WRITES_ENV).is_ok_and(|v| v.trim() == "1") {
+        eprintln!("fluxo: warning: {REGISTRY_OPEN_WRITES_ENV}=1: anyone can change or delete schemas in the registry");
+        return fluxo_registry::WriteAccess::Open;
+    }
+    let auth = auth.clone();
+    fluxo_registry::WriteAccess::Bearer(Arc::new(move |token: &str| auth.verify(token)))
+}
+
 pub(super) fn open_store(topology: &Topology) -> Result<Arc<dyn StateStore>, Failure> {
     match topology.state.backend {
         Backend::Embedded => {
@@ -132,11 +146,11 @@ struct Running {
 /// the web console.
 pub(super) fn http_router(
     topology: &Topology,
+    auth: Arc<Auth>,
     store: Arc<dyn StateStore>,
     freshness: Arc<Freshness>,
     ready: Arc<AtomicBool>,
 ) -> Result<axum::Router, Failure> {
-    let auth = Arc::new(api_auth(&topology.http.addr)?);
     let console = ConsoleState::new(Arc::new(topology.clone()), freshness.clone())?;
     // `/readyz` says not ready while the brokers are gone (probed with the metadata of one topic
     // of the topology).
@@ -153,7 +167,7 @@ pub(super) fn http_router(
         .merge(console::router(console, auth)))
 }
 
-async fn start_processing(topology: &Topology) -> Result<Running, Failure> {
+async fn start_processing(topology: &Topology, auth: Arc<Auth>) -> Result<Running, Failure> {
     let store = open_store(topology)?;
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(&topology.http.addr)
@@ -161,7 +175,13 @@ async fn start_processing(topology: &Topology) -> Result<Running, Failure> {
         .with_context(|| format!("binding the HTTP API to {}", topology.http.addr))?;
     let (http_stop, mut stopped) = watch::channel(false);
     let freshness = Arc::new(Freshness::now());
-    let router = http_router(topology, store.clone(), freshness.clone(), ready.clone())?;
+    let router = http_router(
+        topology,
+        auth,
+        store.clone(),
+        freshness.clone(),
+        ready.clone(),
+    )?;
     let http = tokio::spawn(http::serve(listener, router, async move {
         let _ = stopped.wait_for(|s| *s).await;
     }));
@@ -244,6 +264,16 @@ pub async fn up(topology_path: &Path, args: UpArgs) -> Result<(), Failure> {
         );
     }
 
+    // One verifier for the query API and the registry's writes; with the development secret
+    // (not in the environment) this process hands its own registry clients a token.
+    let auth = Arc::new(api_auth(&topology.http.addr)?);
+    if auth.development_secret().is_some() {
+        let token = auth
+            .dev_token(Duration::from_secs(7 * 24 * 3600))
+            .map_err(|e| anyhow::anyhow!("minting a registry token: {e}"))?;
+        crate::codec::set_registry_token(token);
+    }
+
     // The schema registry.
     let registry_addr = url_authority(&topology.schema_registry.url)?;
     let (registry_stop, mut registry_stopped) = watch::channel(false);
@@ -259,6 +289,7 @@ pub async fn up(topology_path: &Path, args: UpArgs) -> Result<(), Failure> {
         registry_task = Some(tokio::spawn(fluxo_registry::serve(
             listener,
             Arc::new(registry),
+            registry_access(&auth),
             async move {
                 let _ = registry_stopped.wait_for(|s| *s).await;
             },
@@ -273,7 +304,7 @@ pub async fn up(topology_path: &Path, args: UpArgs) -> Result<(), Failure> {
     .map_err(|e| anyhow::anyhow!("{e}"))??;
     crate::kafka::create_topics(&topology).await?;
 
-    let running = start_processing(&topology).await?;
+    let running = start_processing(&topology, auth).await?;
     println!("broker      {broker_addr}");
     println!("registry    {}", topology.schema_registry.url);
     println!(
@@ -308,7 +339,8 @@ pub async fn run(topology_path: &Path, args: RunArgs) -> Result<(), Failure> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))??;
     crate::kafka::create_topics(&topology).await?;
-    let running = start_processing(&topology).await?;
+    let auth = Arc::new(api_auth(&topology.http.addr)?);
+    let running = start_processing(&topology, auth).await?;
     println!("http        http://{}", topology.http.addr);
     println!("processors  {}", running.pipeline.processors().join(", "));
     println!("ready");

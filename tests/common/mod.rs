@@ -106,9 +106,14 @@ pub fn registry() -> String {
                         std::sync::Arc::new(fluxo_registry::Registry::open(&path).unwrap());
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                     tx.send(listener.local_addr().unwrap()).unwrap();
-                    fluxo_registry::serve(listener, registry, std::future::pending())
-                        .await
-                        .unwrap();
+                    fluxo_registry::serve(
+                        listener,
+                        registry,
+                        fluxo_registry::WriteAccess::Open,
+                        std::future::pending(),
+                    )
+                    .await
+                    .unwrap();
                 });
             });
             let addr = rx.recv().unwrap();

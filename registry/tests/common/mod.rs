@@ -16,17 +16,27 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the registry file at `path` and serves it on an ephemeral port.
+    /// Opens the registry file at `path` and serves it, writes open, on an ephemeral port.
     pub async fn start(path: &Path) -> Server {
+        Self::start_with(path, fluxo_registry::WriteAccess::Open).await
+    }
+
+    /// [`Server::start`] with writes allowed as `access` says.
+    pub async fn start_with(path: &Path, access: fluxo_registry::WriteAccess) -> Server {
         let registry = Arc::new(Registry::open(path).expect("registry opens"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(fluxo_registry::serve(listener, registry, async move {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(fluxo_registry::serve(
+            listener,
+            registry,
+            access,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Server {
             url,
             shutdown: tx,
@@ -54,6 +64,7 @@ pub struct Resp {
 pub struct Client {
     pub base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Client {
@@ -61,10 +72,23 @@ impl Client {
         Client {
             base: base.to_string(),
             http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// A client sending `Authorization: Bearer <token>` on every request.
+    pub fn with_token(base: &str, token: &str) -> Client {
+        Client {
+            token: Some(token.to_string()),
+            ..Client::new(base)
         }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         let res = req.send().await.expect("request sent");
         let status = res.status().as_u16();
         let content_type = res
