@@ -485,9 +485,7 @@ impl Default for RuntimeConfig {
             instance: 0,
             instances: 1,
             processing_guarantee: ProcessingGuarantee::EffectivelyOnce,
-            store_patience: DurationMs(
-                crate::engine::CHECKPOINT_READ_PATIENCE.as_millis() as i64,
-            ),
+            store_patience: DurationMs(crate::engine::CHECKPOINT_READ_PATIENCE.as_millis() as i64),
         }
     }
 }

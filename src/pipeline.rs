@@ -54,7 +54,9 @@ fn supervise(
         restarts.push_back(std::time::Instant::now());
         let pause = std::time::Duration::from_secs(1 << restarts.len().min(5));
         tracing::warn!(processor = %name, error = %e, retry_in = ?pause, "engine stopped on a transactional producer failure; restarting it with a new producer");
-        crate::metrics::ENGINE_RESTARTS.with_label_values(&[name]).inc();
+        crate::metrics::ENGINE_RESTARTS
+            .with_label_values(&[name])
+            .inc();
         std::thread::sleep(pause);
     }
 }

@@ -51,7 +51,9 @@ impl BrokerProbe {
                 if ok {
                     tracing::info!("the brokers are reachable again");
                 } else {
-                    tracing::warn!("the brokers cannot be reached; /readyz answers 503 until they can");
+                    tracing::warn!(
+                        "the brokers cannot be reached; /readyz answers 503 until they can"
+                    );
                 }
             }
         };

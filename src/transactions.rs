@@ -364,7 +364,9 @@ impl Transactions {
         if !self.open {
             return;
         }
-        match retrying("abort_transaction", || producer.abort_transaction(self.timeout)) {
+        match retrying("abort_transaction", || {
+            producer.abort_transaction(self.timeout)
+        }) {
             Ok(()) => self.open = false,
             Err(e) => {
                 tracing::error!(error = %e, "abort_transaction failed; stopping the engine");
@@ -382,7 +384,10 @@ impl Transactions {
 /// `call` a transactional API until it succeeds or fails for another reason than a retriable
 /// one (librdkafka's word that the same call may succeed later, e.g. a timeout while the
 /// coordinator is unreachable), for at most [`RETRIABLE_PATIENCE`].
-fn retrying(what: &str, mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+fn retrying(
+    what: &str,
+    mut call: impl FnMut() -> Result<(), KafkaError>,
+) -> Result<(), KafkaError> {
     let started = std::time::Instant::now();
     loop {
         match call() {

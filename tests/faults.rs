@@ -42,7 +42,8 @@ impl OwnBroker {
     /// Start it again on the same port with the same data.
     fn restart(&mut self) {
         assert!(self.broker.is_none(), "the broker runs");
-        self.broker = Some(Broker::start(&self.address, &self.dir).expect("restarting Apache Kafka"));
+        self.broker =
+            Some(Broker::start(&self.address, &self.dir).expect("restarting Apache Kafka"));
     }
 
     /// SIGSTOP (`STOP`) or SIGCONT (`CONT`) the broker's processes: a stalled broker, as a
@@ -108,7 +109,8 @@ fn api_get(env: &Env, token: &str, path: &str) -> (u16, serde_json::Value, Durat
 
 /// The API path of the daily balance of `(account, business date)`.
 fn balance_path((account, day): &(String, i32)) -> String {
-    let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Days::new(*day as u64);
+    let date =
+        chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Days::new(*day as u64);
     format!("/v1/accounts/{account}/daily-balances/{date}")
 }
 
@@ -139,10 +141,15 @@ fn wait_until(env: &Env, what: &str, timeout: Duration, mut cond: impl FnMut() -
 /// `fluxo run` exits meanwhile.
 fn wait_checkpointed(env: &Env, child: &mut Child, processor: &str, total: u64, timeout: Duration) {
     let label = format!("processor=\"{processor}\"");
-    wait_until(env, &format!("{processor} checkpointing {total}"), timeout, || {
-        assert_running(child, env, "before checkpointing everything");
-        env.metric("fluxo_checkpointed_offset", &[&label]) as u64 >= total
-    });
+    wait_until(
+        env,
+        &format!("{processor} checkpointing {total}"),
+        timeout,
+        || {
+            assert_running(child, env, "before checkpointing everything");
+            env.metric("fluxo_checkpointed_offset", &[&label]) as u64 >= total
+        },
+    );
 }
 
 /// Three quotes per symbol: 100, 120 one second later (a 20 % rise: one alert) and 120 a minute
@@ -224,7 +231,11 @@ impl Stream {
 fn check_invariants(env: &Env, stream: &Stream, exactly_once: bool) {
     let want = expected(&stream.entries);
     let got = stored_balances(env, &want);
-    assert_eq!(got.len(), want.len(), "number of stored (account, day) rows");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "number of stored (account, day) rows"
+    );
     for (k, v) in &want {
         assert_eq!(got.get(k), Some(v), "stored balance of {k:?}");
     }
@@ -256,7 +267,9 @@ fn check_invariants(env: &Env, stream: &Stream, exactly_once: bool) {
     assert_eq!(distinct.len(), stream.symbols, "distinct alerts: {ids:?}");
     let symbols: BTreeSet<String> = alerts
         .iter()
-        .map(|r| decode::<fluxo_processors::events::PriceAlert>(r.payload.as_deref().unwrap()).symbol)
+        .map(|r| {
+            decode::<fluxo_processors::events::PriceAlert>(r.payload.as_deref().unwrap()).symbol
+        })
         .collect();
     let want_symbols: BTreeSet<String> = (0..stream.symbols).map(|s| format!("SYM{s}")).collect();
     assert_eq!(symbols, want_symbols, "symbols alerted");
@@ -296,9 +309,12 @@ async fn broker_fault_mid_stream(fault: BrokerFault, guarantee: &str) {
         .next()
         .expect("a valid entry");
     let path = balance_path(&probe);
-    wait_until(&env, "the probe balance served", Duration::from_secs(120), || {
-        api_get(&env, &token, &path).0 == 200
-    });
+    wait_until(
+        &env,
+        "the probe balance served",
+        Duration::from_secs(120),
+        || api_get(&env, &token, &path).0 == 200,
+    );
     // Mid-stream: a quarter consumed, most of it still to come.
     env.wait_for_records_in(LEDGER, N as u64 / 4, Duration::from_secs(180));
 
@@ -315,7 +331,10 @@ async fn broker_fault_mid_stream(fault: BrokerFault, guarantee: &str) {
     let killed = Instant::now();
     eprintln!(
         "broker fault {fault:?} after {} ledger records in",
-        env.metric("fluxo_records_in_total", &[&format!("processor=\"{LEDGER}\"")])
+        env.metric(
+            "fluxo_records_in_total",
+            &[&format!("processor=\"{LEDGER}\"")]
+        )
     );
     // Down for `down_for` at least, and until /readyz said so (a loaded machine may be slow to
     // see it).
@@ -344,14 +363,26 @@ async fn broker_fault_mid_stream(fault: BrokerFault, guarantee: &str) {
         BrokerFault::Kill => broker.restart(),
         BrokerFault::Pause => broker.signal("CONT"),
     }
-    eprintln!("broker back {:.1} s after the kill", killed.elapsed().as_secs_f64());
-    wait_until(&env, "/readyz 200 after the restart", Duration::from_secs(120), || {
-        readyz(&env) == 200
-    });
+    eprintln!(
+        "broker back {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    wait_until(
+        &env,
+        "/readyz 200 after the restart",
+        Duration::from_secs(120),
+        || readyz(&env) == 200,
+    );
 
     stream.finish();
     wait_checkpointed(&env, &mut child, LEDGER, N as u64, Duration::from_secs(300));
-    wait_checkpointed(&env, &mut child, PRICES, 3 * SYMBOLS as u64, Duration::from_secs(120));
+    wait_checkpointed(
+        &env,
+        &mut child,
+        PRICES,
+        3 * SYMBOLS as u64,
+        Duration::from_secs(120),
+    );
     assert_running(&mut child, &env, "after the broker came back");
     let (code, body, _) = api_get(&env, &token, &path);
     assert_eq!(code, 200, "{body}");
@@ -390,7 +421,8 @@ async fn cassandra_killed_mid_stream_then_an_outage_past_the_patience() {
     const N: usize = 12_000;
     let node_dir = fluxo::engines::scratch_dir("fluxo-faults-cassandra").unwrap();
     let port = free_port();
-    let mut node = fluxo::engines::cassandra::Node::start(port, &node_dir).expect("starting Cassandra");
+    let mut node =
+        fluxo::engines::cassandra::Node::start(port, &node_dir).expect("starting Cassandra");
     fluxo::engines::stop_with_process(node.pid(), std::process::id(), Some(&node_dir)).unwrap();
     let env = Env::new(&[LEDGER], "");
     env.use_scylla_at(&node.address);
@@ -405,9 +437,12 @@ async fn cassandra_killed_mid_stream_then_an_outage_past_the_patience() {
         .next()
         .expect("a valid entry");
     let path = balance_path(&probe);
-    wait_until(&env, "the probe balance served", Duration::from_secs(120), || {
-        api_get(&env, &token, &path).0 == 200
-    });
+    wait_until(
+        &env,
+        "the probe balance served",
+        Duration::from_secs(120),
+        || api_get(&env, &token, &path).0 == 200,
+    );
     env.wait_for_records_in(LEDGER, N as u64 / 4, Duration::from_secs(180));
 
     node.kill();
@@ -426,24 +461,37 @@ async fn cassandra_killed_mid_stream_then_an_outage_past_the_patience() {
         let (code, body, took) = api_get(&env, &token, &path);
         assert_eq!(code, 503, "a read while the store is down: {body}");
         assert!(
-            body["error"].as_str().is_some_and(|e| e.contains("state store")),
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("state store")),
             "{body}"
         );
         assert!(took < Duration::from_secs(30), "a read took {took:?}");
         answers += 1;
-        assert_eq!(checkpointed(), frozen, "a checkpoint committed while the store was down");
+        assert_eq!(
+            checkpointed(),
+            frozen,
+            "a checkpoint committed while the store was down"
+        );
         assert_running(&mut child, &env, "while the store was down");
         std::thread::sleep(Duration::from_millis(500));
     }
     eprintln!("{answers} API reads answered 503 while the node was down; checkpoints stayed at {frozen} of {N}");
     drop(node);
-    let mut node = fluxo::engines::cassandra::Node::start(port, &node_dir).expect("restarting Cassandra");
-    eprintln!("node back {:.1} s after the kill", killed.elapsed().as_secs_f64());
+    let mut node =
+        fluxo::engines::cassandra::Node::start(port, &node_dir).expect("restarting Cassandra");
+    eprintln!(
+        "node back {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
     stream.finish();
     wait_checkpointed(&env, &mut child, LEDGER, N as u64, Duration::from_secs(300));
-    wait_until(&env, "the API serving again", Duration::from_secs(60), || {
-        api_get(&env, &token, &path).0 == 200
-    });
+    wait_until(
+        &env,
+        "the API serving again",
+        Duration::from_secs(60),
+        || api_get(&env, &token, &path).0 == 200,
+    );
     assert!(stop(&mut child).success(), "log:\n{}", env.log());
     check_invariants(&env, &stream, true);
 
