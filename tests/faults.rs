@@ -288,6 +288,9 @@ fn check_invariants(env: &Env, stream: &Stream, exactly_once: bool) {
 /// timeout: the runtime neither exits nor wedges, `/readyz` says 503 while the broker is gone
 /// and 200 once it is back, the query API answers reads from the store throughout, and both
 /// processors finish the stream with nothing lost or applied twice.
+// The broker's guard is held for the whole scenario on purpose: the tests that kill or pause
+// this binary's one broker must not overlap.
+#[allow(clippy::await_holding_lock)]
 async fn broker_fault_mid_stream(fault: BrokerFault, guarantee: &str) {
     let _serial = serial();
     let mut broker = own_broker();
