@@ -30,8 +30,14 @@ pub fn restartable(e: &anyhow::Error) -> bool {
         )
 }
 
+/// How recent a broker outage must be for a fenced engine to be restarted in-process (see
+/// [`crate::readiness::broker_lost_within`]).
+pub const OUTAGE_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Run an engine (`attempt`) and run it again, after a pause, when it stops on a
-/// [`restartable`] error: at most [`MAX_RESTARTS`] times in [`RESTART_WINDOW`], so that two
+/// [`restartable`] error within [`OUTAGE_WINDOW`] of a broker outage seen by this process's
+/// probe (a fence with the brokers reachable all along is another instance's: a live rebuild
+/// with `fluxo replay --into live` must stop the running instance, not be fenced back): at most [`MAX_RESTARTS`] times in [`RESTART_WINDOW`], so that two
 /// instances configured with the same `runtime.instance` (fencing each other for real) still
 /// stop with the error. Any other error, or one during shutdown, is returned as is.
 fn supervise(
@@ -42,7 +48,10 @@ fn supervise(
     let mut restarts: std::collections::VecDeque<std::time::Instant> = Default::default();
     loop {
         let Err(e) = attempt() else { return Ok(()) };
-        if shutdown.load(Ordering::SeqCst) || !restartable(&e) {
+        if shutdown.load(Ordering::SeqCst)
+            || !restartable(&e)
+            || !crate::readiness::broker_lost_within(OUTAGE_WINDOW)
+        {
             return Err(e);
         }
         restarts.retain(|t| t.elapsed() < RESTART_WINDOW);

@@ -10,8 +10,23 @@
 use crate::config::Topology;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// When a probe of this process last found the brokers unreachable.
+static LAST_OUTAGE: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// True when a probe of this process found the brokers unreachable within `window`. A
+/// transactional producer fenced right after an outage was fenced by the coordinator aborting
+/// its open transaction on timeout; fenced with the brokers reachable all along, it was fenced
+/// by another instance (a live rebuild, a duplicate `runtime.instance`), and must stop.
+pub fn broker_lost_within(window: Duration) -> bool {
+    LAST_OUTAGE
+        .lock()
+        .map(|t| t.is_some_and(|t| t.elapsed() < window))
+        .unwrap_or(false)
+}
 
 /// Time between two probes.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -46,6 +61,11 @@ impl BrokerProbe {
             let ok = client
                 .fetch_metadata(Some(&topic), PROBE_TIMEOUT)
                 .is_ok_and(|md| !md.brokers().is_empty());
+            if !ok {
+                if let Ok(mut t) = LAST_OUTAGE.lock() {
+                    *t = Some(Instant::now());
+                }
+            }
             let was = probe.reachable.swap(ok, Ordering::SeqCst);
             if was != ok {
                 if ok {
