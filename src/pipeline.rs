@@ -30,6 +30,13 @@ pub fn restartable(e: &anyhow::Error) -> bool {
         )
 }
 
+/// True when `e` says the transactional producer was fenced (by the coordinator after an
+/// outage, or by another instance); other fatal producer errors (a flush or commit that timed
+/// out while the store was down) are always settled by a restart.
+fn fenced(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("fenced")
+}
+
 /// How recent a broker outage must be for a fenced engine to be restarted in-process (see
 /// [`crate::readiness::broker_lost_within`]).
 pub const OUTAGE_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
@@ -50,7 +57,7 @@ fn supervise(
         let Err(e) = attempt() else { return Ok(()) };
         if shutdown.load(Ordering::SeqCst)
             || !restartable(&e)
-            || !crate::readiness::broker_lost_within(OUTAGE_WINDOW)
+            || (fenced(&e) && !crate::readiness::broker_lost_within(OUTAGE_WINDOW))
         {
             return Err(e);
         }
