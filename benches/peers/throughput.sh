@@ -11,6 +11,8 @@
 #   transactional sink, 1 s checkpoints) or at_least_once (fluxo effectively_once, KS and Flink
 #   at-least-once); the passthrough is never transactional.
 #   ENGINES ["passthrough fluxo kafka-streams flink"] the engines to measure, in this order
+#   CHECKPOINT_INTERVAL [the topology's, 200ms] fluxo's checkpoint_interval (the peers commit
+#   every 100 ms (Kafka Streams exactly_once_v2) and every 1 s (Flink's checkpoints here))
 #   FLUXO_BIN [target/release/fluxo]  LOADTEST_BIN [built with cargo bench --no-run]
 #   OUT [benches/reports/peers-throughput-<UTC time>] (results.jsonl, report.md, logs)
 # The machine is shared (2 vCPU): records/s moves with the load average, which every line
@@ -23,6 +25,7 @@ N=${N:-1000000}
 SCENARIOS=${SCENARIOS:-"price-change consolidation"}
 ENGINES=${ENGINES:-"passthrough fluxo kafka-streams flink"}
 GUARANTEE=${GUARANTEE:-exactly_once}
+CHECKPOINT_INTERVAL=${CHECKPOINT_INTERVAL:-}
 OUT=${OUT:-$ROOT/benches/reports/peers-throughput-$(date -u +%Y%m%dT%H%M%SZ)}
 BROKER=127.0.0.1:59092 REGISTRY=http://127.0.0.1:58081 INFRA_HTTP=127.0.0.1:58079 HTTP=127.0.0.1:58080
 KAFKA_LIB=${KAFKA_LIB:-$HOME/.cache/fluxo/kafka-4.1.1/lib}
@@ -79,9 +82,10 @@ for s in $SCENARIOS; do
   for t in "$s.pt-out" "$s.ks-out" "$s.flink-out"; do
     kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BROKER" --create --topic "$t" --partitions 3 >/dev/null 2>&1
   done
-  awk -v keep="$proc" -v g="$fluxo_g" '
+  awk -v keep="$proc" -v g="$fluxo_g" -v ci="$CHECKPOINT_INTERVAL" '
     /^\[/ { k = 1; if ($0 ~ /^\[processors\./) { n = $0; sub(/^\[processors\./, "", n); sub(/[].].*/, "", n); k = (n == keep) } }
     /^processing_guarantee/ { print "processing_guarantee = \"" g "\""; next }
+    /^checkpoint_interval/ && ci != "" { print "checkpoint_interval = \"" ci "\""; next }
     k' "$ROOT/topology.toml" >"$D/topology.toml"
   echo "throughput: $s: preloading $N $sim records into $input" >&2
   "$FLUXO_BIN" --topology "$D/topology.toml" produce --simulate "$sim" --count "$N" --seed 21 2>"$D/produce.log"
