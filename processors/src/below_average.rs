@@ -698,8 +698,7 @@ impl Processor for BelowAverageProcessor {
             }
         });
         for event in self.views.drain(..) {
-            let key = views::alert_key(&event.symbol, event.event_time, &event.event_id);
-            changes.put(views::BELOW_AVERAGE_EVENTS, &key, &shared::to_json(&event));
+            views::materialize(changes, &event);
         }
         self.cache.evict(self.params.max_cached_keys, |s| {
             s.reorder.held_since().is_some()

@@ -839,16 +839,11 @@ impl Processor for ConsolidationProcessor {
                     changes.put(ACCOUNTS_TABLE, account.as_bytes(), &to_postcard(meta));
                 }
             }
-            for (&date, day) in slot.days.iter_mut().filter(|(_, d)| d.dirty) {
+            for day in slot.days.values_mut().filter(|d| d.dirty) {
                 day.dirty = false;
-                // JSON of a struct of strings, integers and serde-str decimals cannot fail:
-                // serde_json only errors on non-string map keys or a failing Serialize impl.
-                let json = serde_json::to_vec(&day.balance).expect("DailyBalance serializes");
-                changes.put(
-                    views::DAILY_BALANCES,
-                    &views::daily_balance_key(&account, date),
-                    &json,
-                );
+                // The row's key is `(account, date)` of the balance itself: `load_day` refuses a
+                // stored row whose fields disagree with its key, and new rows are built with them.
+                views::materialize(changes, &day.balance);
             }
             for (&(date, c), ch) in slot.chunks.iter_mut().filter(|(_, c)| c.dirty) {
                 ch.dirty = false;

@@ -355,8 +355,7 @@ impl Processor for PriceChangeProcessor {
             changes.put(SYMBOLS_TABLE, symbol.as_bytes(), &shared::encode(state));
         });
         for alert in self.views.drain(..) {
-            let key = views::alert_key(&alert.symbol, alert.to_time, &alert.alert_id);
-            changes.put(views::PRICE_ALERTS, &key, &shared::to_json(&alert));
+            views::materialize(changes, &alert);
         }
         self.cache.evict(self.params.max_cached_keys, |s| {
             s.reorder.held_since().is_some()

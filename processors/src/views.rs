@@ -1,11 +1,19 @@
-//! Materialized views the query API serves, and how their keys are laid out.
+//! Materialized views the query API serves, how their keys are laid out, and the one
+//! materializer that writes their rows.
 //!
 //! Processors write view rows through [`crate::StateWriter`] in `flush`, so a view always
 //! reflects exactly the input offsets checkpointed with it. Values are the JSON of the event
 //! struct (decimals as strings); keys are ordered bytes shaped like a ScyllaDB partition key
 //! followed by a clustering key, so a prefix scan lists one partition in clustering order.
+//!
+//! Every row is written by [`materialize`], from the event's [`ViewRow`] impl: by the
+//! processors in `fluxo run` (their `flush`) and by the read-side replica of `fluxo serve`
+//! (`jobs::views` in the runtime, from the output topics), so the two cannot key or encode a
+//! row differently. A new output event with a view is one `impl ViewRow` here.
 
-use crate::Millis;
+use crate::events::{BelowAverageEvent, DailyBalance, PriceAlert, RiskDecision};
+use crate::{Millis, StateWriter};
+use serde::Serialize;
 
 /// `price_alerts`: key [`alert_key`], value JSON of [`crate::events::PriceAlert`].
 pub const PRICE_ALERTS: &str = "price_alerts";
@@ -52,6 +60,58 @@ pub fn daily_balance_key(account: &str, business_date: i32) -> Vec<u8> {
     let mut key = partition_prefix(account);
     key.extend_from_slice(&ordered_i64(i64::from(business_date)));
     key
+}
+
+/// An output event that is a row of a view: the view it belongs to and its key there.
+pub trait ViewRow: Serialize {
+    /// The view (table) the event is a row of.
+    const VIEW: &'static str;
+
+    /// The row's key in [`Self::VIEW`].
+    fn view_key(&self) -> Vec<u8>;
+}
+
+impl ViewRow for PriceAlert {
+    const VIEW: &'static str = PRICE_ALERTS;
+
+    fn view_key(&self) -> Vec<u8> {
+        alert_key(&self.symbol, self.to_time, &self.alert_id)
+    }
+}
+
+impl ViewRow for BelowAverageEvent {
+    const VIEW: &'static str = BELOW_AVERAGE_EVENTS;
+
+    fn view_key(&self) -> Vec<u8> {
+        alert_key(&self.symbol, self.event_time, &self.event_id)
+    }
+}
+
+impl ViewRow for RiskDecision {
+    const VIEW: &'static str = RISK_DECISIONS;
+
+    fn view_key(&self) -> Vec<u8> {
+        self.transaction_id.as_bytes().to_vec()
+    }
+}
+
+impl ViewRow for DailyBalance {
+    const VIEW: &'static str = DAILY_BALANCES;
+
+    fn view_key(&self) -> Vec<u8> {
+        daily_balance_key(&self.account_id, self.business_date)
+    }
+}
+
+/// The key and value of `row` in its view (the value is the event's JSON).
+pub fn view_entry<T: ViewRow>(row: &T) -> (Vec<u8>, Vec<u8>) {
+    (row.view_key(), crate::keyed::to_json(row))
+}
+
+/// Writes (or overwrites) `row` in its view.
+pub fn materialize<T: ViewRow>(changes: &mut dyn StateWriter, row: &T) {
+    let (key, value) = view_entry(row);
+    changes.put(T::VIEW, &key, &value);
 }
 
 #[cfg(test)]

@@ -8,11 +8,12 @@
 use super::up::{http_router, open_scylla, termination};
 use super::{load_topology, Failure};
 use crate::api::Freshness;
+use crate::catalog::Kind;
 use crate::codec::{registry_settings, Codec};
 use crate::config::{Backend, Topology};
 use crate::engine::{self, Clock, EngineSpec};
 use crate::http;
-use crate::jobs::views::{ViewKind, ViewsJob};
+use crate::jobs::views::{view_kind_for_schema, ViewsJob};
 use crate::state::embedded::EmbeddedStore;
 use crate::state::StateStore;
 use anyhow::Context as _;
@@ -44,10 +45,10 @@ pub async fn serve(topology_path: &Path, args: ServeArgs) -> Result<(), Failure>
     let freshness = api.freshness.clone();
 
     // The replica: every topic that feeds a view, read whole by this instance.
-    let topics: BTreeMap<String, ViewKind> = topology
+    let topics: BTreeMap<String, Kind> = topology
         .topics
         .iter()
-        .filter_map(|(name, t)| ViewKind::for_schema(&t.schema).map(|k| (name.clone(), k)))
+        .filter_map(|(name, t)| view_kind_for_schema(&t.schema).map(|k| (name.clone(), k)))
         .collect();
     let sr = registry_settings(&topology.schema_registry.url)?;
     let codec = Codec::new(tokio::runtime::Handle::current(), sr, Default::default());

@@ -9,47 +9,30 @@
 
 use super::{Job, JobError, Output, RawRecord};
 use crate::avro::typed::AvroEvent;
+use crate::catalog::Kind;
 use crate::codec::Codec;
 use fluxo_processors::events::{BelowAverageEvent, DailyBalance, PriceAlert, RiskDecision};
-use fluxo_processors::{views, StateReader, StateWriter};
+use fluxo_processors::views::{self, ViewRow};
+use fluxo_processors::{StateReader, StateWriter};
 use std::collections::BTreeMap;
 
-/// Which view a topic feeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ViewKind {
-    /// `daily-balances` -> `daily_balances`.
-    DailyBalances,
-    /// `risk-decisions` -> `risk_decisions`.
-    RiskDecisions,
-    /// `price-alerts` -> `price_alerts`.
-    PriceAlerts,
-    /// `below-average-events` -> `below_average_events`.
-    BelowAverage,
+/// The processor kind whose output topics (holding `schema`) feed its view, if any: the
+/// catalog says which schema each kind writes and [`Kind::view`] which view that feeds.
+pub fn view_kind_for_schema(schema: &str) -> Option<Kind> {
+    Kind::ALL.into_iter().find(|k| k.shape().output == schema)
 }
 
-impl ViewKind {
-    /// The view fed by topics holding `schema`, if any.
-    pub fn for_schema(schema: &str) -> Option<Self> {
-        match schema {
-            "DailyBalance" => Some(Self::DailyBalances),
-            "RiskDecision" => Some(Self::RiskDecisions),
-            "PriceAlert" => Some(Self::PriceAlerts),
-            "BelowAverageEvent" => Some(Self::BelowAverage),
-            _ => None,
-        }
-    }
-}
-
-/// Writes view rows from output records.
+/// Writes view rows from output records, through the same [`views::materialize`] the
+/// processors use in `fluxo run`.
 pub struct ViewsJob {
     codec: Codec,
-    topics: BTreeMap<String, ViewKind>,
+    topics: BTreeMap<String, Kind>,
     pending: BTreeMap<(&'static str, Vec<u8>), Vec<u8>>,
 }
 
 impl ViewsJob {
-    /// A job replicating `topics` (topic -> view).
-    pub fn new(codec: Codec, topics: BTreeMap<String, ViewKind>) -> Self {
+    /// A job replicating `topics` (topic -> the kind whose output it holds).
+    pub fn new(codec: Codec, topics: BTreeMap<String, Kind>) -> Self {
         Self {
             codec,
             topics,
@@ -57,15 +40,11 @@ impl ViewsJob {
         }
     }
 
-    fn row<T: AvroEvent + serde::Serialize>(
-        &mut self,
-        rec: &RawRecord<'_>,
-        table: &'static str,
-        key: impl Fn(&T) -> Vec<u8>,
-    ) -> Result<(), JobError> {
+    fn row<T: AvroEvent + ViewRow>(&mut self, rec: &RawRecord<'_>) -> Result<(), JobError> {
         let event: T = self.codec.decode(rec.payload)?;
-        let json = serde_json::to_vec(&event).map_err(|e| JobError::Retry(e.to_string()))?;
-        self.pending.insert((table, key(&event)), json);
+        let (key, value) = views::view_entry(&event);
+        // Buffered until flush, so a replayed batch overwrites rather than duplicates.
+        self.pending.insert((T::VIEW, key), value);
         Ok(())
     }
 }
@@ -86,20 +65,10 @@ impl Job for ViewsJob {
             return Ok(());
         }
         match kind {
-            ViewKind::DailyBalances => self.row(rec, views::DAILY_BALANCES, |b: &DailyBalance| {
-                views::daily_balance_key(&b.account_id, b.business_date)
-            }),
-            ViewKind::RiskDecisions => self.row(rec, views::RISK_DECISIONS, |d: &RiskDecision| {
-                d.transaction_id.as_bytes().to_vec()
-            }),
-            ViewKind::PriceAlerts => self.row(rec, views::PRICE_ALERTS, |a: &PriceAlert| {
-                views::alert_key(&a.symbol, a.to_time, &a.alert_id)
-            }),
-            ViewKind::BelowAverage => {
-                self.row(rec, views::BELOW_AVERAGE_EVENTS, |e: &BelowAverageEvent| {
-                    views::alert_key(&e.symbol, e.event_time, &e.event_id)
-                })
-            }
+            Kind::DailyConsolidation => self.row::<DailyBalance>(rec),
+            Kind::RiskScoring => self.row::<RiskDecision>(rec),
+            Kind::PriceChange => self.row::<PriceAlert>(rec),
+            Kind::BelowAverage => self.row::<BelowAverageEvent>(rec),
         }
     }
 
@@ -111,5 +80,34 @@ impl Job for ViewsJob {
 
     fn reset(&mut self) {
         self.pending.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_feeds_its_own_view_from_its_output_schema() {
+        for kind in Kind::ALL {
+            assert_eq!(view_kind_for_schema(kind.shape().output), Some(kind));
+        }
+        assert_eq!(view_kind_for_schema("AssetPrice"), None);
+        assert_eq!(
+            view_kind_for_schema("DailyBalance").map(Kind::view),
+            Some(DailyBalance::VIEW)
+        );
+        assert_eq!(
+            view_kind_for_schema("RiskDecision").map(Kind::view),
+            Some(RiskDecision::VIEW)
+        );
+        assert_eq!(
+            view_kind_for_schema("PriceAlert").map(Kind::view),
+            Some(PriceAlert::VIEW)
+        );
+        assert_eq!(
+            view_kind_for_schema("BelowAverageEvent").map(Kind::view),
+            Some(BelowAverageEvent::VIEW)
+        );
     }
 }

@@ -92,6 +92,7 @@ pub mod config;
 pub mod documents;
 mod processor;
 pub mod resilience;
+mod rules;
 pub mod store;
 
 #[cfg(test)]

@@ -2,17 +2,17 @@
 //!
 //! See the [module docs of `risk`](super) for the rules, their order and the state tables.
 
-use super::config::{Config, MAX_SCORE};
-use super::documents::{mask, normalize, redact_documents, Document, DocumentError};
+use super::config::Config;
+use super::documents::{mask, normalize, redact_documents, Document};
 use super::resilience::UnavailableCause;
+use super::rules::{self, Findings, Parsed, VelocityWindow};
 use super::store::{
     decode, decode_payer, encode, encode_payer, Listing, PayerState, BLACKLIST_TABLE, PAYERS_TABLE,
 };
-use crate::events::{BlacklistEntry, Decision, RiskDecision, RiskReason, Transaction};
+use crate::events::{BlacklistEntry, Decision, RiskDecision, Transaction};
 use crate::{views, Context, Millis, Processor, Rejection, StateReader, StateWriter};
-use chrono::{DateTime, Timelike};
 use chrono_tz::Tz;
-use rust_decimal::{Decimal, MathematicalOps};
+use rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -47,9 +47,6 @@ pub mod rule_ids {
     /// High amount at night, local time.
     pub const NIGHT_AMOUNT: &str = "night_amount";
 }
-
-/// Longest external text (blacklist reason, validator message) quoted in a reason.
-const MAX_QUOTED_CHARS: usize = 200;
 
 /// What the external validator said about one document, filled in by the runtime.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -180,59 +177,6 @@ fn trim<T>(map: &mut HashMap<String, Cached<T>>, max: usize) {
     let cutoff = *cutoff;
     // `last_used` values are unique, so exactly `to_drop` clean entries go.
     map.retain(|_, c| c.dirty || c.last_used > cutoff);
-}
-
-/// Decimal rendered with two decimals (BRL).
-fn brl(d: Decimal) -> String {
-    format!("{:.2}", d)
-}
-
-/// A duration in its shortest unit (`10m`, `1h`, `90s`, `1500ms`).
-fn human_duration(ms: Millis) -> String {
-    match ms {
-        m if m > 0 && m % 3_600_000 == 0 => format!("{}h", m / 3_600_000),
-        m if m > 0 && m % 60_000 == 0 => format!("{}m", m / 60_000),
-        m if m > 0 && m % 1_000 == 0 => format!("{}s", m / 1_000),
-        m => format!("{m}ms"),
-    }
-}
-
-/// External free text made safe to quote: documents redacted, length bounded.
-fn quote(text: &str) -> String {
-    let redacted = redact_documents(text);
-    if redacted.chars().count() <= MAX_QUOTED_CHARS {
-        redacted
-    } else {
-        let mut s: String = redacted.chars().take(MAX_QUOTED_CHARS).collect();
-        s.push('…');
-        s
-    }
-}
-
-/// UTC date of `ms` as `YYYY-MM-DD`, or the raw number when out of range.
-fn date(ms: Millis) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| ms.to_string())
-}
-
-/// Whether `(amount - mean)^2 >= z^2 * var` with `amount > mean`, i.e. the z-score reaches `z`,
-/// computed without square roots where the arithmetic fits.
-fn zscore_reaches(diff: Decimal, var: Decimal, z: Decimal) -> bool {
-    if diff <= Decimal::ZERO {
-        return false;
-    }
-    let lhs = diff.checked_mul(diff);
-    let rhs = z.checked_mul(z).and_then(|z2| z2.checked_mul(var));
-    match (lhs, rhs) {
-        (Some(l), Some(r)) => l >= r,
-        (None, Some(_)) => true,
-        (Some(_), None) => false,
-        (None, None) => var
-            .sqrt()
-            .and_then(|s| diff.checked_div(s))
-            .is_some_and(|zz| zz >= z),
-    }
 }
 
 /// The risk-scoring processor. See the [module docs](super).
@@ -401,30 +345,18 @@ impl RiskProcessor {
         Ok(())
     }
 
+    /// The driver: checks the transaction, skips a duplicate, runs the rules of [`rules`] in
+    /// order, learns from the transaction and emits the decision.
     fn process_transaction(
         &mut self,
         ctx: &mut Context<'_, RiskDecision>,
         tx: Transaction,
         validation: ExternalValidation,
     ) -> Result<(), Rejection> {
-        if tx.transaction_id.is_empty() {
-            return Err(Rejection::new(
-                "missing_transaction_id",
-                "transaction has an empty transaction_id",
-            ));
-        }
-        if tx.amount <= Decimal::ZERO {
-            return Err(Rejection::new(
-                "invalid_amount",
-                format!(
-                    "transaction {} has amount {}, it must be greater than 0",
-                    tx.transaction_id, tx.amount
-                ),
-            ));
-        }
+        check_transaction(&tx)?;
         // From here on nothing fails: state may change.
-        let payer: Result<Document, DocumentError> = Document::parse(&tx.payer_document);
-        let payee: Result<Document, DocumentError> = Document::parse(&tx.payee_document);
+        let payer: Parsed = Document::parse(&tx.payer_document);
+        let payee: Parsed = Document::parse(&tx.payee_document);
         if let Ok(doc) = &payer {
             // A transaction delivered twice must not count twice in the payer's history.
             self.load_payer(ctx.state, doc.digits());
@@ -433,326 +365,32 @@ impl RiskProcessor {
                 return Ok(());
             }
         }
-        let mut reasons: Vec<RiskReason> = Vec::new();
-        let mut hard = false;
-        let mut degraded = false;
-        let reason = |rule_id: &str, contribution: i32, text: String| RiskReason {
-            rule_id: rule_id.to_string(),
-            contribution,
-            text,
-        };
-
-        // 1. Document validity.
-        for (role, raw, parsed) in [
-            ("payer", &tx.payer_document, &payer),
-            ("payee", &tx.payee_document, &payee),
-        ] {
-            if let Err(e) = parsed {
-                hard = true;
-                reasons.push(reason(
-                    rule_ids::INVALID_DOCUMENT,
-                    MAX_SCORE,
-                    format!("{role} document {} {e}", mask(raw)),
-                ));
-            }
-        }
-
-        // 2. Blacklist (both sides, normalized, valid or not).
-        for (role, rule_id, raw, parsed) in [
-            (
-                "payer",
-                rule_ids::BLACKLIST_PAYER,
-                &tx.payer_document,
-                &payer,
-            ),
-            (
-                "payee",
-                rule_ids::BLACKLIST_PAYEE,
-                &tx.payee_document,
-                &payee,
-            ),
-        ] {
-            let key = match parsed {
-                Ok(doc) => std::borrow::Cow::Borrowed(doc.digits()),
-                Err(_) => std::borrow::Cow::Owned(normalize(raw)),
-            };
-            if key.is_empty() {
-                continue;
-            }
-            if let Some(l) = self.listing(ctx.state, &key) {
-                hard = true;
-                reasons.push(reason(
-                    rule_id,
-                    MAX_SCORE,
-                    format!(
-                        "{role} {} is blacklisted by {} since {}: {}",
-                        mask(&key),
-                        quote(&l.source),
-                        date(l.since),
-                        quote(&l.reason)
-                    ),
-                ));
-            }
-        }
-
-        // 3. External validator (verdicts on invalid documents are moot and ignored).
-        let ext = &self.config.external;
-        for (role, rule_id, raw, verdict, parsed) in [
-            (
-                "payer",
-                rule_ids::EXTERNAL_PAYER,
-                &tx.payer_document,
-                &validation.payer,
-                &payer,
-            ),
-            (
-                "payee",
-                rule_ids::EXTERNAL_PAYEE,
-                &tx.payee_document,
-                &validation.payee,
-                &payee,
-            ),
-        ] {
-            if parsed.is_err() {
-                continue;
-            }
-            match verdict {
-                ExternalVerdict::NotConfigured | ExternalVerdict::Clean => {}
-                ExternalVerdict::Flagged { reason: why } => {
-                    let contribution = if ext.flagged_rejects {
-                        hard = true;
-                        MAX_SCORE
-                    } else {
-                        ext.flagged_weight
-                    };
-                    if contribution > 0 {
-                        reasons.push(reason(
-                            rule_id,
-                            contribution,
-                            format!(
-                                "external validator flagged the {role} {}: {}",
-                                mask(raw),
-                                quote(why)
-                            ),
-                        ));
-                    }
-                }
-                ExternalVerdict::Unavailable(cause) => {
-                    degraded = true;
-                    reasons.push(reason(
-                        rule_ids::EXTERNAL_UNAVAILABLE,
-                        0,
-                        format!(
-                            "external validation of the {role} {} unavailable ({}); decided on \
-                             local data",
-                            mask(raw),
-                            cause.label()
-                        ),
-                    ));
-                }
-            }
-        }
-
-        // 4. Behaviour of a valid payer.
-        let amount = tx.amount;
-        let payer_key = payer.as_ref().ok().map(|d| d.digits());
-        if let Some(key) = payer_key {
-            self.load_payer(ctx.state, key);
-        }
-        // `load_payer` inserted the key, so this is `Some` exactly when the payer is valid.
-        if let Some(cached) = payer_key.and_then(|key| self.payers.get_mut(key)) {
-            let rules = &self.config.rules;
-            let p = &mut cached.value;
-
-            // Amount against history (before this transaction joins it).
-            let r = &rules.amount_ratio;
-            if r.weight > 0 && p.count >= r.min_history && p.mean.0 > Decimal::ZERO {
-                if let Some(ratio) = amount.checked_div(p.mean.0) {
-                    if ratio >= r.ratio.0 {
-                        reasons.push(reason(
-                            rule_ids::AMOUNT_RATIO,
-                            r.weight,
-                            format!(
-                                "amount {} BRL is {}x the payer's average of {} BRL over {} \
-                                 transactions (threshold {}x)",
-                                brl(amount),
-                                brl(ratio),
-                                brl(p.mean.0),
-                                p.count,
-                                r.ratio.0
-                            ),
-                        ));
-                    }
-                }
-            }
-            let z = &rules.amount_zscore;
-            if z.weight > 0 && p.count >= z.min_history {
-                if let Some(var) = p.variance().filter(|v| *v > Decimal::ZERO) {
-                    let diff = amount.checked_sub(p.mean.0).unwrap_or(Decimal::ZERO);
-                    if zscore_reaches(diff, var, z.zscore.0) {
-                        let shown = var
-                            .sqrt()
-                            .and_then(|s| diff.checked_div(s))
-                            .map(brl)
-                            .unwrap_or_else(|| format!(">= {}", z.zscore.0));
-                        reasons.push(reason(
-                            rule_ids::AMOUNT_ZSCORE,
-                            z.weight,
-                            format!(
-                                "amount {} BRL is {} standard deviations above the payer's \
-                                 average of {} BRL (threshold {})",
-                                brl(amount),
-                                shown,
-                                brl(p.mean.0),
-                                z.zscore.0
-                            ),
-                        ));
-                    }
-                }
-            }
-
-            // Velocity, this transaction included.
-            let short = &rules.velocity_10m;
-            let long = &rules.velocity_1h;
-            let retention = short.window.0.max(long.window.0);
-            p.record_event(tx.event_time, amount, retention, long.max_events as usize);
-            let dedup = &self.config.dedup;
-            p.remember_id(
-                &tx.transaction_id,
-                tx.event_time,
-                dedup.window.0,
-                dedup.max_ids,
-            );
-            for (count_id, sum_id, window, count_thr, count_w, sum_thr, sum_w) in [
-                (
-                    rule_ids::VELOCITY_COUNT_10M,
-                    rule_ids::VELOCITY_SUM_10M,
-                    short.window.0,
-                    short.count,
-                    short.count_weight,
-                    short.sum.0,
-                    short.sum_weight,
-                ),
-                (
-                    rule_ids::VELOCITY_COUNT_1H,
-                    rule_ids::VELOCITY_SUM_1H,
-                    long.window.0,
-                    long.count,
-                    long.count_weight,
-                    long.sum.0,
-                    long.sum_weight,
-                ),
-            ] {
-                let (count, sum) = p.window(tx.event_time, window);
-                if count_w > 0 && count >= count_thr {
-                    reasons.push(reason(
-                        count_id,
-                        count_w,
-                        format!(
-                            "{count} transactions from this payer in the last {} (threshold {})",
-                            human_duration(window),
-                            count_thr
-                        ),
-                    ));
-                }
-                if sum_w > 0 && sum >= sum_thr {
-                    reasons.push(reason(
-                        sum_id,
-                        sum_w,
-                        format!(
-                            "{} BRL from this payer in the last {} (threshold {} BRL)",
-                            brl(sum),
-                            human_duration(window),
-                            brl(sum_thr)
-                        ),
-                    ));
-                }
-            }
-
-            // New payee.
-            let np = &rules.new_payee;
-            if let Ok(payee_doc) = &payee {
-                if np.weight > 0
-                    && p.count >= np.min_history
-                    && amount >= np.amount.0
-                    && !p.knows_payee(payee_doc.digits())
-                {
-                    reasons.push(reason(
-                        rule_ids::NEW_PAYEE,
-                        np.weight,
-                        format!(
-                            "{} BRL to payee {} never paid before by this payer (threshold {} \
-                             BRL)",
-                            brl(amount),
-                            payee_doc.masked(),
-                            brl(np.amount.0)
-                        ),
-                    ));
-                }
-            }
-        }
-
-        // 5. Night.
-        let night = &self.config.rules.night;
-        if night.weight > 0 && amount >= night.amount.0 {
-            if let Some(local) =
-                DateTime::from_timestamp_millis(tx.event_time).map(|t| t.with_timezone(&self.tz))
-            {
-                let h = local.hour();
-                let inside = if night.start_hour < night.end_hour {
-                    (night.start_hour..night.end_hour).contains(&h)
-                } else {
-                    h >= night.start_hour || h < night.end_hour
-                };
-                if inside {
-                    reasons.push(reason(
-                        rule_ids::NIGHT_AMOUNT,
-                        night.weight,
-                        format!(
-                            "{} BRL at {} local time ({}), inside the night window {}h-{}h \
-                             (threshold {} BRL)",
-                            brl(amount),
-                            local.format("%H:%M"),
-                            self.tz.name(),
-                            night.start_hour,
-                            night.end_hour,
-                            brl(night.amount.0)
-                        ),
-                    ));
-                }
-            }
-        }
-
-        // Score and decision.
-        let total: i64 = reasons.iter().map(|r| i64::from(r.contribution)).sum();
-        let score = if hard {
-            MAX_SCORE
-        } else {
-            // Bounded by MAX_SCORE, so it fits in an i32.
-            total.clamp(0, i64::from(MAX_SCORE)) as i32
-        };
-        let decision = decision_for(
-            score,
-            self.config.review_threshold,
-            self.config.reject_threshold,
+        let mut found = Findings::default();
+        rules::invalid_documents(&mut found, &tx, &payer, &payee);
+        let state = ctx.state;
+        rules::blacklist(&mut found, &tx, &payer, &payee, |key| {
+            self.listing(state, key)
+        });
+        rules::external(
+            &mut found,
+            &self.config.external,
+            &tx,
+            (&payer, &payee),
+            &validation,
         );
-
-        // Learn: velocity already recorded; amounts and payees only from non-rejected ones.
-        if let Ok(payer_doc) = &payer {
-            let max_payees = self.config.rules.new_payee.max_known_payees as usize;
-            let key = payer_doc.digits();
-            if let Some(cached) = self.payers.get_mut(key) {
-                if decision != Decision::Reject {
-                    cached.value.observe_amount(amount);
-                    if let Ok(payee_doc) = &payee {
-                        cached.value.remember_payee(payee_doc.digits(), max_payees);
-                    }
-                }
-                if !cached.dirty {
-                    cached.dirty = true;
-                    self.payers_dirty.push(key.to_string());
-                }
-            }
+        if let Ok(doc) = &payer {
+            self.payer_rules(&mut found, state, &tx, doc, &payee);
+        }
+        rules::night(
+            &mut found,
+            &self.config.rules.night,
+            self.tz,
+            tx.amount,
+            tx.event_time,
+        );
+        let (score, decision) = found.score(&self.config);
+        if let Ok(doc) = &payer {
+            self.learn(doc, &payee, tx.amount, decision);
         }
 
         let decided_at = ctx.meta.processing_time;
@@ -761,8 +399,8 @@ impl RiskProcessor {
             transaction_id: tx.transaction_id,
             score,
             decision,
-            reasons,
-            degraded,
+            reasons: found.reasons,
+            degraded: found.degraded,
             event_time: tx.event_time,
             decided_at,
             latency_ms: decided_at.saturating_sub(arrived),
@@ -771,6 +409,103 @@ impl RiskProcessor {
         ctx.emit(out);
         Ok(())
     }
+
+    /// The behaviour rules of a valid payer, against its history: amount (before this
+    /// transaction joins the history), then velocity (after it joins), then new payee.
+    fn payer_rules(
+        &mut self,
+        found: &mut Findings,
+        state: &dyn StateReader,
+        tx: &Transaction,
+        payer: &Document,
+        payee: &Parsed,
+    ) {
+        let key = payer.digits();
+        self.load_payer(state, key);
+        // `load_payer` inserted the key.
+        let Some(cached) = self.payers.get_mut(key) else {
+            return;
+        };
+        let cfg = &self.config.rules;
+        let p = &mut cached.value;
+        rules::amount_ratio(found, &cfg.amount_ratio, tx.amount, p);
+        rules::amount_zscore(found, &cfg.amount_zscore, tx.amount, p);
+
+        let (short, long) = (&cfg.velocity_10m, &cfg.velocity_1h);
+        let retention = short.window.0.max(long.window.0);
+        p.record_event(
+            tx.event_time,
+            tx.amount,
+            retention,
+            long.max_events as usize,
+        );
+        let dedup = &self.config.dedup;
+        p.remember_id(
+            &tx.transaction_id,
+            tx.event_time,
+            dedup.window.0,
+            dedup.max_ids,
+        );
+        let windows = [
+            VelocityWindow {
+                count_id: rule_ids::VELOCITY_COUNT_10M,
+                sum_id: rule_ids::VELOCITY_SUM_10M,
+                window: short.window.0,
+                count: (short.count, short.count_weight),
+                sum: (short.sum.0, short.sum_weight),
+            },
+            VelocityWindow {
+                count_id: rule_ids::VELOCITY_COUNT_1H,
+                sum_id: rule_ids::VELOCITY_SUM_1H,
+                window: long.window.0,
+                count: (long.count, long.count_weight),
+                sum: (long.sum.0, long.sum_weight),
+            },
+        ];
+        for w in &windows {
+            rules::velocity(found, w, tx.event_time, p);
+        }
+        rules::new_payee(found, &cfg.new_payee, tx.amount, payee, p);
+    }
+
+    /// Learn from a decided transaction: velocity is already recorded; amounts and payees are
+    /// learnt only from transactions that were not rejected.
+    fn learn(&mut self, payer: &Document, payee: &Parsed, amount: Decimal, decision: Decision) {
+        let max_payees = self.config.rules.new_payee.max_known_payees as usize;
+        let key = payer.digits();
+        if let Some(cached) = self.payers.get_mut(key) {
+            if decision != Decision::Reject {
+                cached.value.observe_amount(amount);
+                if let Ok(payee_doc) = payee {
+                    cached.value.remember_payee(payee_doc.digits(), max_payees);
+                }
+            }
+            if !cached.dirty {
+                cached.dirty = true;
+                self.payers_dirty.push(key.to_string());
+            }
+        }
+    }
+}
+
+/// The checks that reject a transaction before any state changes.
+fn check_transaction(tx: &Transaction) -> Result<(), Rejection> {
+    if tx.transaction_id.is_empty() {
+        return Err(Rejection::new(
+            "missing_transaction_id",
+            "transaction has an empty transaction_id",
+        ));
+    }
+    if tx.amount <= Decimal::ZERO {
+        return Err(Rejection::new(
+            "invalid_amount",
+            format!(
+                "transaction {} has amount {}, it must be greater than 0",
+                tx.transaction_id, tx.amount
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// When a transaction entered the pipeline: the later of its event time and its record's Kafka
@@ -816,10 +551,7 @@ impl Processor for RiskProcessor {
             }
         }
         for d in self.pending.drain(..) {
-            // A struct of strings, numbers and a unit enum always serializes to JSON.
-            if let Ok(json) = serde_json::to_vec(&d) {
-                changes.put(views::RISK_DECISIONS, d.transaction_id.as_bytes(), &json);
-            }
+            views::materialize(changes, &d);
         }
         trim(&mut self.blacklist, self.config.max_cached_keys);
         trim(&mut self.payers, self.config.max_cached_keys);
