@@ -528,6 +528,11 @@ pub struct TopicConfig {
     /// The value field whose content is the record key (`fluxo produce` keys JSON lines by it).
     #[serde(default)]
     pub key: Option<String>,
+    /// Replicas per partition when fluxo creates the topic; absent means the broker's
+    /// `default.replication.factor` (1 on the development broker, 3 on a production cluster),
+    /// so one topology serves both.
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
 }
 
 fn default_partitions() -> i32 {
@@ -736,6 +741,13 @@ impl Topology {
                     format!("topics.{name}.partitions"),
                     Some(span),
                     format!("must be at least 1, got {}", topic.partitions),
+                ));
+            }
+            if topic.replication_factor.is_some_and(|rf| rf < 1) {
+                return Err(err(
+                    format!("topics.{name}.replication_factor"),
+                    Some(span),
+                    "must be at least 1 (or absent: the broker's default)".into(),
                 ));
             }
             if crate::avro::schemas::schema_for(&topic.schema).is_none() {
@@ -949,6 +961,7 @@ impl Topology {
                 retention: Some(DurationMs(14 * 86_400_000)),
                 schema: String::new(),
                 key: None,
+                replication_factor: None,
             });
         }
         all.into_iter().collect()

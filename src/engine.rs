@@ -118,7 +118,12 @@ impl DeliveryContext {
     }
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::readiness::observe_client_error(&error);
+        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
@@ -765,6 +770,10 @@ fn lock(task: &Mutex<Task>) -> MutexGuard<'_, Task> {
 }
 
 impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::readiness::observe_client_error(&error);
+        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+    }
     fn stats(&self, stats: Statistics) {
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {

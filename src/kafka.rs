@@ -56,7 +56,12 @@ pub async fn create_topics(topology: &Topology) -> anyhow::Result<Vec<String>> {
         .iter()
         .zip(&configs)
         .map(|((name, t), (_, settings))| {
-            let mut nt = NewTopic::new(name, t.partitions, TopicReplication::Fixed(1));
+            let mut nt = NewTopic::new(
+                name,
+                t.partitions,
+                // -1: the broker's default.replication.factor (KIP-464).
+                TopicReplication::Fixed(t.replication_factor.unwrap_or(-1)),
+            );
             for (k, v) in settings {
                 nt = nt.set(k, v);
             }

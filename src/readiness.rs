@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 /// When a probe of this process last found the brokers unreachable.
 static LAST_OUTAGE: Mutex<Option<Instant>> = Mutex::new(None);
 
-/// True when a probe of this process found the brokers unreachable within `window`. A
+/// True when a probe of this process found the brokers unreachable within `window`, or an
+/// engine's client could not reach one of them ([`observe_client_error`]). A
 /// transactional producer fenced right after an outage was fenced by the coordinator aborting
 /// its open transaction on timeout; fenced with the brokers reachable all along, it was fenced
 /// by another instance (a live rebuild, a duplicate `runtime.instance`), and must stop.
@@ -26,6 +27,22 @@ pub fn broker_lost_within(window: Duration) -> bool {
         .lock()
         .map(|t| t.is_some_and(|t| t.elapsed() < window))
         .unwrap_or(false)
+}
+
+/// Note what a Kafka client of the engines reported: a broker it could not reach (a node of a
+/// cluster down, while the probe still finds the others) counts as an outage for
+/// [`broker_lost_within`], so that a producer fenced by the transaction coordinator's
+/// failover is restarted like one fenced after a whole-cluster outage.
+pub fn observe_client_error(error: &rdkafka::error::KafkaError) {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    if matches!(
+        error.rdkafka_error_code(),
+        Some(C::BrokerTransportFailure | C::AllBrokersDown)
+    ) {
+        if let Ok(mut t) = LAST_OUTAGE.lock() {
+            *t = Some(Instant::now());
+        }
+    }
 }
 
 /// Time between two probes.

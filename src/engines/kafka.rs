@@ -33,11 +33,41 @@ impl Broker {
     /// # Errors
     /// As [`Broker::start`].
     pub fn start_with(address: &str, dir: &Path, env: &[(&str, String)]) -> anyhow::Result<Self> {
-        let port = address
+        let port = Self::port(address)?;
+        Self::launch(address, dir, vec![port], env)
+    }
+
+    /// One node of a multi-node cluster on this machine: like [`Broker::start_with`], with a
+    /// fixed controller port (the other voters name it in `FLUXO_KAFKA_VOTERS`, which `env`
+    /// carries with `FLUXO_KAFKA_NODE_ID` and `FLUXO_KAFKA_CLUSTER_ID`). A node of a cluster
+    /// is ready only once a quorum of voters runs, so the nodes must be started concurrently.
+    ///
+    /// # Errors
+    /// As [`Broker::start`].
+    pub fn start_node(
+        address: &str,
+        controller_port: u16,
+        dir: &Path,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let port = Self::port(address)?;
+        Self::launch(address, dir, vec![port, controller_port.to_string()], env)
+    }
+
+    fn port(address: &str) -> anyhow::Result<String> {
+        address
             .rsplit_once(':')
             .map(|(_, p)| p.to_string())
-            .ok_or_else(|| anyhow::anyhow!("`{address}`: the broker address needs a port"))?;
-        let service = Service::start("kafka", SCRIPT, dir, &[port], env, START_TIMEOUT)?;
+            .ok_or_else(|| anyhow::anyhow!("`{address}`: the broker address needs a port"))
+    }
+
+    fn launch(
+        address: &str,
+        dir: &Path,
+        args: Vec<String>,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let service = Service::start("kafka", SCRIPT, dir, &args, env, START_TIMEOUT)?;
         Ok(Self {
             service,
             address: address.to_string(),
