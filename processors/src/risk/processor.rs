@@ -4,6 +4,7 @@
 
 use super::config::{Config, MAX_SCORE};
 use super::documents::{mask, normalize, redact_documents, Document, DocumentError};
+use super::pseudonym::Pseudonymizer;
 use super::resilience::UnavailableCause;
 use super::store::{
     decode, decode_payer, encode, encode_payer, Listing, PayerState, BLACKLIST_TABLE, PAYERS_TABLE,
@@ -239,6 +240,10 @@ fn zscore_reaches(diff: Decimal, var: Decimal, z: Decimal) -> bool {
 pub struct RiskProcessor {
     config: Config,
     tz: Tz,
+    pseudonymizer: Pseudonymizer,
+    /// Keys under the previous document key found while rotating: deleted at the next flush
+    /// (their entries are written under the current key).
+    rekeyed: Vec<(&'static str, String)>,
     blacklist: HashMap<String, Cached<Option<Listing>>>,
     blacklist_dirty: Vec<String>,
     payers: HashMap<String, Cached<PayerState>>,
@@ -251,7 +256,9 @@ pub struct RiskProcessor {
 impl RiskProcessor {
     /// A processor with an empty working set. `config` should have passed
     /// [`Config::validate`]; an unknown `time_zone` falls back to `America/Sao_Paulo`.
-    pub fn new(config: Config) -> Self {
+    /// Documents are stored under their pseudonyms from `pseudonymizer` (see
+    /// [`super::pseudonym`]); the runtime builds it from its key.
+    pub fn new(config: Config, pseudonymizer: Pseudonymizer) -> Self {
         let tz = config
             .time_zone
             .parse::<Tz>()
@@ -259,6 +266,8 @@ impl RiskProcessor {
         Self {
             config,
             tz,
+            pseudonymizer,
+            rekeyed: Vec::new(),
             blacklist: HashMap::new(),
             blacklist_dirty: Vec::new(),
             payers: HashMap::new(),
@@ -300,21 +309,48 @@ impl RiskProcessor {
         self.tick
     }
 
+    /// Read `table` under the pseudonym of `document`; while rotating, a miss is retried under
+    /// the previous key's pseudonym. Returns the current key, the bytes, and whether they came
+    /// from the previous key (then the old key is queued for deletion at the next flush).
+    fn read_pseudonymized(
+        &mut self,
+        state: &dyn StateReader,
+        table: &'static str,
+        key: &str,
+        document: &str,
+    ) -> (Option<Vec<u8>>, bool) {
+        if let Some(bytes) = state.get(table, key.as_bytes()) {
+            return (Some(bytes), false);
+        }
+        if let Some(old) = self.pseudonymizer.previous_pseudonym(document) {
+            let old = old.hex();
+            if let Some(bytes) = state.get(table, old.as_bytes()) {
+                self.rekeyed.push((table, old));
+                return (Some(bytes), true);
+            }
+        }
+        (None, false)
+    }
+
     /// The listing of a normalized document, loading it (or its absence) on first sight.
-    fn listing(&mut self, state: &dyn StateReader, key: &str) -> Option<Listing> {
+    fn listing(&mut self, state: &dyn StateReader, document: &str) -> Option<Listing> {
+        let key = self.pseudonymizer.pseudonym(document).hex();
         let tick = self.next_tick();
-        if let Some(c) = self.blacklist.get_mut(key) {
+        if let Some(c) = self.blacklist.get_mut(&key) {
             c.last_used = tick;
             return c.value.clone();
         }
-        let value = state
-            .get(BLACKLIST_TABLE, key.as_bytes())
-            .map(|bytes| decode::<Listing>(&bytes).unwrap_or_else(Listing::unreadable));
+        let (bytes, rekey) = self.read_pseudonymized(state, BLACKLIST_TABLE, &key, document);
+        let value =
+            bytes.map(|bytes| decode::<Listing>(&bytes).unwrap_or_else(Listing::unreadable));
+        if rekey {
+            self.blacklist_dirty.push(key.clone());
+        }
         self.blacklist.insert(
-            key.to_string(),
+            key,
             Cached {
                 value: value.clone(),
-                dirty: false,
+                dirty: rekey,
                 last_used: tick,
             },
         );
@@ -346,25 +382,31 @@ impl RiskProcessor {
         }
     }
 
-    /// Make sure `key` is in the payer map (loading it lazily) and mark it used.
-    fn load_payer(&mut self, state: &dyn StateReader, key: &str) {
+    /// Make sure the payer `document` is in the payer map (loading it lazily) and mark it
+    /// used. Returns its key in the map (its pseudonym).
+    fn load_payer(&mut self, state: &dyn StateReader, document: &str) -> String {
+        let key = self.pseudonymizer.pseudonym(document).hex();
         let tick = self.next_tick();
-        if let Some(c) = self.payers.get_mut(key) {
+        if let Some(c) = self.payers.get_mut(&key) {
             c.last_used = tick;
-            return;
+            return key;
         }
-        let value = state
-            .get(PAYERS_TABLE, key.as_bytes())
+        let (bytes, rekey) = self.read_pseudonymized(state, PAYERS_TABLE, &key, document);
+        let value = bytes
             .and_then(|bytes| decode_payer(&bytes))
             .unwrap_or_default();
+        if rekey {
+            self.payers_dirty.push(key.clone());
+        }
         self.payers.insert(
-            key.to_string(),
+            key.clone(),
             Cached {
                 value,
-                dirty: false,
+                dirty: rekey,
                 last_used: tick,
             },
         );
+        key
     }
 
     fn process_blacklist(
@@ -392,12 +434,19 @@ impl RiskProcessor {
                 ));
             }
         }
+        // Free text is stored redacted: it is only ever quoted redacted, and a document in it
+        // must not reach the store in clear.
         let listing = entry.filter(|e| e.listed).map(|e| Listing {
-            reason: e.reason,
-            source: e.source,
+            reason: redact_documents(&e.reason),
+            source: redact_documents(&e.source),
             since: e.since,
         });
-        self.set_listing(norm, listing);
+        if let Some(old) = self.pseudonymizer.previous_pseudonym(&norm) {
+            // Listed or not, nothing stays under the previous key.
+            self.rekeyed.push((BLACKLIST_TABLE, old.hex()));
+        }
+        let key = self.pseudonymizer.pseudonym(&norm).hex();
+        self.set_listing(key, listing);
         Ok(())
     }
 
@@ -425,10 +474,13 @@ impl RiskProcessor {
         // From here on nothing fails: state may change.
         let payer: Result<Document, DocumentError> = Document::parse(&tx.payer_document);
         let payee: Result<Document, DocumentError> = Document::parse(&tx.payee_document);
-        if let Ok(doc) = &payer {
+        let payer_key = match &payer {
+            Ok(doc) => Some(self.load_payer(ctx.state, doc.digits())),
+            Err(_) => None,
+        };
+        if let Some(key) = &payer_key {
             // A transaction delivered twice must not count twice in the payer's history.
-            self.load_payer(ctx.state, doc.digits());
-            if self.payers[doc.digits()].value.has_seen(&tx.transaction_id) {
+            if self.payers[key].value.has_seen(&tx.transaction_id) {
                 self.duplicates_skipped += 1;
                 return Ok(());
             }
@@ -555,12 +607,18 @@ impl RiskProcessor {
 
         // 4. Behaviour of a valid payer.
         let amount = tx.amount;
-        let payer_key = payer.as_ref().ok().map(|d| d.digits());
-        if let Some(key) = payer_key {
-            self.load_payer(ctx.state, key);
-        }
-        // `load_payer` inserted the key, so this is `Some` exactly when the payer is valid.
-        if let Some(cached) = payer_key.and_then(|key| self.payers.get_mut(key)) {
+        // The payee's pseudonyms (current, and previous while rotating), for `new_payee`.
+        let payee_hashes = payee.as_ref().ok().map(|d| {
+            (
+                self.pseudonymizer.pseudonym(d.digits()).short(),
+                self.pseudonymizer
+                    .previous_pseudonym(d.digits())
+                    .map(|h| h.short()),
+            )
+        });
+        // The payer was loaded above (entries are only trimmed in flush), so this is `Some`
+        // exactly when the payer is valid.
+        if let Some(cached) = payer_key.as_ref().and_then(|key| self.payers.get_mut(key)) {
             let rules = &self.config.rules;
             let p = &mut cached.value;
 
@@ -671,11 +729,12 @@ impl RiskProcessor {
 
             // New payee.
             let np = &rules.new_payee;
-            if let Ok(payee_doc) = &payee {
+            if let (Ok(payee_doc), Some((current, previous))) = (&payee, payee_hashes) {
                 if np.weight > 0
                     && p.count >= np.min_history
                     && amount >= np.amount.0
-                    && !p.knows_payee(payee_doc.digits())
+                    && !p.knows_payee(current)
+                    && !previous.is_some_and(|h| p.knows_payee(h))
                 {
                     reasons.push(reason(
                         rule_ids::NEW_PAYEE,
@@ -738,19 +797,21 @@ impl RiskProcessor {
         );
 
         // Learn: velocity already recorded; amounts and payees only from non-rejected ones.
-        if let Ok(payer_doc) = &payer {
+        if let Some(key) = &payer_key {
             let max_payees = self.config.rules.new_payee.max_known_payees as usize;
-            let key = payer_doc.digits();
             if let Some(cached) = self.payers.get_mut(key) {
                 if decision != Decision::Reject {
                     cached.value.observe_amount(amount);
-                    if let Ok(payee_doc) = &payee {
-                        cached.value.remember_payee(payee_doc.digits(), max_payees);
+                    if let Some((current, previous)) = payee_hashes {
+                        if let Some(old) = previous {
+                            cached.value.forget_payee(old);
+                        }
+                        cached.value.remember_payee(current, max_payees);
                     }
                 }
                 if !cached.dirty {
                     cached.dirty = true;
-                    self.payers_dirty.push(key.to_string());
+                    self.payers_dirty.push(key.clone());
                 }
             }
         }
@@ -800,6 +861,10 @@ impl Processor for RiskProcessor {
     }
 
     fn flush(&mut self, changes: &mut dyn StateWriter) {
+        // Old-key entries first: their current-key writes below come after them.
+        for (table, key) in self.rekeyed.drain(..) {
+            changes.delete(table, key.as_bytes());
+        }
         for key in self.blacklist_dirty.drain(..) {
             if let Some(c) = self.blacklist.get_mut(&key) {
                 c.dirty = false;
