@@ -34,6 +34,8 @@ pub mod config;
 pub mod console;
 pub mod engine;
 pub mod engines;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod jobs;
 pub mod kafka;
