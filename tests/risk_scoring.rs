@@ -363,7 +363,7 @@ async fn run_with_known_documents(env: &Env) -> [String; 3] {
         since: now(),
     };
     p.send(&bl, &listed, &entry).await;
-    wait_topic_in(&env, &bl, 1);
+    wait_topic_in(env, &bl, 1);
     let t0 = now();
     p.send(
         &txs,

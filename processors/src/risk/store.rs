@@ -368,7 +368,7 @@ mod tests {
         let mut p = PayerState::default();
         p.observe_amount(d("12.34"));
         p.record_event(5, d("12.34"), 100, 10);
-        p.remember_payee(0x1122_2333_0001_81, 10);
+        p.remember_payee(0x0011_2223_3300_0181, 10);
         p.remember_id("tx-1", 5, 100, 10);
         let bytes = encode_payer(&p);
         assert_eq!(bytes[0], PAYER_FORMAT_VERSION);
@@ -399,7 +399,7 @@ mod tests {
         let mut p = PayerState::default();
         p.observe_amount(d("7.5"));
         p.record_event(9, d("7.5"), 100, 10);
-        p.remember_payee(0x1122_2333_0001_81, 10);
+        p.remember_payee(0x0011_2223_3300_0181, 10);
         let v1 = encode(&V1(
             p.count,
             p.mean,
