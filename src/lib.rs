@@ -19,6 +19,7 @@
 //! - [`readiness`]: the broker probe behind `/readyz`.
 //! - [`simulate`]: realistic generated data.
 //! - [`validator`]: the external document validator client of risk scoring.
+//! - [`privacy`]: the document key that pseudonymizes CPF/CNPJ at rest.
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`telemetry`]: OpenTelemetry traces over OTLP, trace context in Kafka headers, logs.
 //! - [`notifier`]: webhook delivery of alerts and REJECT decisions.
@@ -33,12 +34,15 @@ pub mod config;
 pub mod console;
 pub mod engine;
 pub mod engines;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod jobs;
 pub mod kafka;
 pub mod metrics;
 pub mod notifier;
 pub mod pipeline;
+pub mod privacy;
 pub mod readiness;
 pub mod replay;
 pub mod simulate;

@@ -337,3 +337,161 @@ cache_ttl = "1ms"
 
     assert!(stop(&mut child).success());
 }
+
+/// The ASCII bytes of `text` in lowercase hex, as `SELECT JSON` renders a blob.
+fn hex_of(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Run risk scoring with a listed CPF, a regular payer and payees, stop it, and return the
+/// documents used (listed CPF, clean payer, payee) after checking that the blacklist blocked.
+async fn run_with_known_documents(env: &Env) -> [String; 3] {
+    env.create_topics();
+    let mut p = TestProducer::new();
+    let bl = env.topic("document-blacklist");
+    let txs = env.topic("transactions");
+    let mut child = env.start();
+    let listed = generate_cpf(345_678_912);
+    let payer = generate_cpf(876_543_219);
+    let payee = generate_cnpj(44_555_666, 1);
+    let entry = BlacklistEntry {
+        document: punctuate(&listed).unwrap(),
+        listed: true,
+        // The reason names the document too: it must not reach the store in clear either.
+        reason: format!("fraude, CPF {}", punctuate(&listed).unwrap()),
+        source: "coaf".into(),
+        since: now(),
+    };
+    p.send(&bl, &listed, &entry).await;
+    wait_topic_in(env, &bl, 1);
+    let t0 = now();
+    p.send(
+        &txs,
+        &listed,
+        &tx("t-listed", &punctuate(&listed).unwrap(), &payee, 1_000, t0),
+    )
+    .await;
+    for i in 0..3 {
+        p.send(
+            &txs,
+            &payer,
+            &tx(&format!("t-ok-{i}"), &payer, &payee, 1_000, t0 + i),
+        )
+        .await;
+    }
+    let all = decisions(env, &["t-listed", "t-ok-0", "t-ok-1", "t-ok-2"]);
+    let d = find(&all, "t-listed");
+    assert_eq!(d.decision, Decision::Reject, "{d:?}");
+    assert!(has_reason(d, "blacklist_payer"), "{d:?}");
+    env.wait_checkpointed("risk-scoring", 5, Duration::from_secs(60));
+    assert!(stop(&mut child).success());
+    // No clear document in the log either.
+    let log = env.log();
+    for doc in [&listed, &payer, &payee] {
+        assert!(!log.contains(doc.as_str()), "{doc} in the log:\n{log}");
+    }
+    [listed, payer, payee]
+}
+
+/// The clear forms of `doc` that must not be at rest: digits only and punctuated.
+fn clear_forms(doc: &str) -> Vec<String> {
+    vec![doc.to_string(), punctuate(doc).unwrap()]
+}
+
+fn pseudonym(doc: &str) -> String {
+    fluxo_processors::risk::Pseudonymizer::new(TEST_DOCUMENT_KEY.as_bytes())
+        .unwrap()
+        .pseudonym(doc)
+        .hex()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_at_rest_are_pseudonymized_in_the_embedded_store() {
+    let _serial = serial();
+    let env = Env::new(&["risk-scoring"], "");
+    let docs = run_with_known_documents(&env).await;
+    let path = env.parsed_topology().state_path();
+    let bytes = std::fs::read(&path).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    for doc in &docs {
+        for form in clear_forms(doc) {
+            assert!(
+                !bytes.windows(form.len()).any(|w| w == form.as_bytes()),
+                "{} holds a document in clear",
+                path.display()
+            );
+        }
+    }
+    // The file scanned is the one holding the state: the pseudonyms are there.
+    assert!(
+        text.contains(&pseudonym(&docs[0])),
+        "listed CPF's pseudonym"
+    );
+    assert!(text.contains(&pseudonym(&docs[1])), "payer's pseudonym");
+    // And a restarted runtime still blocks the listed CPF from the stored blacklist.
+    let mut child = env.start();
+    let mut p = TestProducer::new();
+    p.send(
+        &env.topic("transactions"),
+        &docs[0],
+        &tx("t-again", &docs[0], &docs[2], 1_000, now()),
+    )
+    .await;
+    let d = decisions(&env, &["t-again"]).remove(0);
+    assert!(has_reason(&d, "blacklist_payer"), "{d:?}");
+    assert!(stop(&mut child).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_at_rest_are_pseudonymized_in_cassandra() {
+    let _serial = serial();
+    let env = Env::new(&["risk-scoring"], "");
+    env.use_scylla();
+    let docs = run_with_known_documents(&env).await;
+    let settings = env.parsed_topology().state.scylla().unwrap();
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&settings.nodes)
+        .build()
+        .await
+        .unwrap();
+    let mut dump = String::new();
+    for table in ["blacklist", "kv", "risk_decisions", "checkpoints"] {
+        let rows = session
+            .query_unpaged(
+                format!("SELECT JSON * FROM {}.{table}", settings.keyspace),
+                &(),
+            )
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap();
+        for row in rows.rows::<(String,)>().unwrap() {
+            dump.push_str(&row.unwrap().0);
+            dump.push('\n');
+        }
+    }
+    for doc in &docs {
+        for form in clear_forms(doc) {
+            assert!(!dump.contains(&form), "{form} in Cassandra:\n{dump}");
+            assert!(
+                !dump.contains(&hex_of(&form)),
+                "{form} (as a blob) in Cassandra:\n{dump}"
+            );
+        }
+    }
+    // The blacklist row is keyed by the pseudonym, and the payer's state too (a kv blob).
+    assert!(dump.contains(&pseudonym(&docs[0])), "{dump}");
+    assert!(dump.contains(&hex_of(&pseudonym(&docs[1]))[..40]), "{dump}");
+    // A restarted runtime still blocks the listed CPF.
+    let mut child = env.start();
+    let mut p = TestProducer::new();
+    p.send(
+        &env.topic("transactions"),
+        &docs[0],
+        &tx("t-again", &docs[0], &docs[2], 1_000, now()),
+    )
+    .await;
+    let d = decisions(&env, &["t-again"]).remove(0);
+    assert!(has_reason(&d, "blacklist_payer"), "{d:?}");
+    assert!(stop(&mut child).success());
+}

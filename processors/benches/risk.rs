@@ -152,7 +152,10 @@ fn warm() -> (RiskProcessor, MemoryState, Workload) {
         max_cached_keys: 250_000,
         ..Config::default()
     };
-    let mut p = RiskProcessor::new(config);
+    let mut p = RiskProcessor::new(
+        config,
+        fluxo_processors::risk::Pseudonymizer::new(b"bench document key").unwrap(),
+    );
     let mut state = MemoryState::new();
     for i in 0..BLACKLIST {
         let doc = blacklisted(i);

@@ -1,11 +1,12 @@
 //! Schema text handling: the stored (minified) text and the identity used for deduplication.
+//! Public (hidden) for the fuzz targets; not part of the registry's API.
 
 use crate::error::RegistryError;
 use crate::types::SchemaInfo;
 use serde_json::Value;
 
 /// Removes JSON whitespace outside string literals (the text is known to be valid JSON).
-pub(crate) fn minify(text: &str) -> String {
+pub fn minify(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let (mut in_string, mut escaped) = (false, false);
     for c in text.chars() {
@@ -32,7 +33,7 @@ pub(crate) fn minify(text: &str) -> String {
 /// written `"int"`, plus its references. Whitespace and key order do not matter; docs, defaults
 /// and logical types do (they change what the schema means), unlike in Avro's parsing
 /// canonical form.
-pub(crate) fn schema_key(info: &SchemaInfo) -> Result<String, RegistryError> {
+pub fn schema_key(info: &SchemaInfo) -> Result<String, RegistryError> {
     let value: Value = serde_json::from_str(&info.schema)?;
     let mut out = String::new();
     canonical_json(&value, &mut out);

@@ -61,7 +61,8 @@
 #![warn(missing_docs)]
 
 pub mod api;
-mod canonical;
+#[doc(hidden)]
+pub mod canonical;
 pub mod compat;
 pub mod error;
 pub mod server;

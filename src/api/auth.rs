@@ -314,7 +314,12 @@ impl Auth {
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_token(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization` header value `Bearer <token>` (scheme case-insensitive).
+/// Public for the fuzz target `jwt_bearer`.
+pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

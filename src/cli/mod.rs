@@ -5,7 +5,7 @@
 //! for bad flags, and any topology error).
 
 mod consume;
-mod produce;
+pub mod produce;
 mod replay;
 mod serve;
 mod up;

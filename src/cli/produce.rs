@@ -256,14 +256,7 @@ pub async fn produce(topology_path: &Path, args: ProduceArgs) -> Result<(), Fail
                 if line.trim().is_empty() {
                     continue;
                 }
-                let parsed = serde_json::from_str::<serde_json::Value>(&line)
-                    .map_err(|e| format!("not JSON: {e}"))
-                    .and_then(|json| {
-                        let key = key_of(&json, key_field.as_deref());
-                        json_to_value(schema, &json)
-                            .map(|v| (key, v))
-                            .map_err(|e| e.to_string())
-                    });
+                let parsed = json_line(schema, &line, key_field.as_deref());
                 match parsed {
                     Ok((key, value)) => {
                         pacer.wait(sent);
@@ -310,6 +303,26 @@ pub async fn produce(topology_path: &Path, args: ProduceArgs) -> Result<(), Fail
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?
+}
+
+/// One line of `fluxo produce`'s input: its record key (the value of `key_field`, or empty) and
+/// its Avro value for `schema`. Public for the fuzz target `json_to_avro`.
+///
+/// # Errors
+/// The reason the line is skipped: not JSON, or not a value of `schema`.
+pub fn json_line(
+    schema: &Schema,
+    line: &str,
+    key_field: Option<&str>,
+) -> Result<(String, Value), String> {
+    serde_json::from_str::<serde_json::Value>(line)
+        .map_err(|e| format!("not JSON: {e}"))
+        .and_then(|json| {
+            let key = key_of(&json, key_field);
+            json_to_value(schema, &json)
+                .map(|v| (key, v))
+                .map_err(|e| e.to_string())
+        })
 }
 
 /// The record key: the value of the topic's key field, or empty.

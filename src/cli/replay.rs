@@ -77,6 +77,7 @@ pub async fn replay(
         None => topology.to_path_buf(),
     };
     let live = load_topology(&live_path, None)?;
+    crate::privacy::init(live.state.backend).map_err(Failure::Usage)?;
     let what_if = if what_if_form && topology != live_path {
         eprintln!(
             "fluxo: what-if parameters from {}, live topology {}",

@@ -168,6 +168,7 @@ pub(super) fn http_router(
 }
 
 async fn start_processing(topology: &Topology, auth: Arc<Auth>) -> Result<Running, Failure> {
+    crate::privacy::init(topology.state.backend).map_err(Failure::Usage)?;
     let store = open_store(topology)?;
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(&topology.http.addr)

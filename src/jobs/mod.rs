@@ -348,7 +348,12 @@ pub fn build(config: &ProcessorConfig, codec: Codec) -> anyhow::Result<Box<dyn J
             ns,
         )),
         Params::RiskScoring(c) => Box::new(TypedJob::new(
-            risk::RiskBinding::new((**c).clone(), config.inputs[0].clone(), output)?,
+            risk::RiskBinding::new(
+                (**c).clone(),
+                config.inputs[0].clone(),
+                output,
+                crate::privacy::pseudonymizer(),
+            )?,
             codec,
             ns,
         )),

@@ -16,7 +16,8 @@ use crate::validator::Validator;
 use fluxo_processors::events::{BlacklistEntry, RiskDecision, Transaction};
 use fluxo_processors::risk::documents;
 use fluxo_processors::risk::{
-    decision_log_fields, Config, ExternalValidation, ExternalVerdict, RiskInput, RiskProcessor,
+    decision_log_fields, Config, ExternalValidation, ExternalVerdict, Pseudonymizer, RiskInput,
+    RiskProcessor,
 };
 use std::collections::HashMap;
 
@@ -30,23 +31,32 @@ pub struct RiskBinding {
     pub output: String,
     /// The external validator, when configured.
     pub validator: Option<Validator>,
+    /// Pseudonymizes documents at rest (the process's document key).
+    pub pseudonymizer: Pseudonymizer,
     /// Transactions decoded in `prepare`, by (partition, offset), with their verdicts.
     prepared: HashMap<(i32, i64), Result<(Transaction, ExternalValidation), JobError>>,
     duplicates: super::DuplicateCounter,
 }
 
 impl RiskBinding {
-    /// A binding for `config` reading `transactions` and writing `output`.
+    /// A binding for `config` reading `transactions` and writing `output`, storing documents
+    /// under their pseudonyms from `pseudonymizer`.
     ///
     /// # Errors
     /// When the validator's HTTP client cannot be built.
-    pub fn new(config: Config, transactions: String, output: String) -> anyhow::Result<Self> {
+    pub fn new(
+        config: Config,
+        transactions: String,
+        output: String,
+        pseudonymizer: Pseudonymizer,
+    ) -> anyhow::Result<Self> {
         let validator = Validator::new(&config.external)?;
         Ok(Self {
             config,
             transactions,
             output,
             validator,
+            pseudonymizer,
             prepared: HashMap::new(),
             duplicates: super::DuplicateCounter::default(),
         })
@@ -63,7 +73,7 @@ impl Binding for RiskBinding {
     type P = RiskProcessor;
 
     fn new_processor(&self) -> Self::P {
-        RiskProcessor::new(self.config.clone())
+        RiskProcessor::new(self.config.clone(), self.pseudonymizer.clone())
     }
 
     fn prepare(&mut self, codec: &mut Codec, batch: &[RawRecord<'_>]) {

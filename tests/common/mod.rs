@@ -199,6 +199,9 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The document key the runtimes of the tests pseudonymize CPF/CNPJ with.
+pub const TEST_DOCUMENT_KEY: &str = "fluxo integration tests document key";
+
 /// A test environment: topology file, data dir, addresses.
 pub struct Env {
     /// Topic suffix.
@@ -363,6 +366,8 @@ impl Env {
             .env("FLUXO_SCHEMA_REGISTRY_URL", registry())
             .env("FLUXO_HTTP_ADDR", &self.http_addr)
             .env("FLUXO_DATA_DIR", self.data_dir())
+            // The scylla backend refuses to start without a document key.
+            .env("FLUXO_DOCUMENT_KEY", TEST_DOCUMENT_KEY)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -49,7 +49,7 @@
 //!   `rules.velocity_1h.max_events` (oldest first) are dropped.
 //! - Amount statistics (Welford mean/M2) and known payees: only from transactions not REJECTed,
 //!   so a blocked outlier does not make the next one look normal. Known payees are stored as
-//!   64-bit FNV-1a hashes of the normalized document, most recent `max_known_payees` kept.
+//!   the first 64 bits of their pseudonym (keyed), most recent `max_known_payees` kept.
 //! - Invalid payer documents create no payer state.
 //!
 //! # Dead letters
@@ -60,7 +60,8 @@
 //! letter.
 //!
 //! # State
-//! - `risk-scoring/blacklist` ([`store::BLACKLIST_TABLE`]): normalized document → listing.
+//! - `risk-scoring/blacklist` ([`store::BLACKLIST_TABLE`]): pseudonym of the normalized
+//!   document ([`pseudonym`]: HMAC-SHA256 under the runtime's key, never the document) → listing.
 //!   The whole blacklist is a table every instance holds (like a Kafka Streams global table):
 //!   **the runtime must feed every partition of `document-blacklist` to every instance** (not
 //!   only the partitions assigned by the consumer group), resuming from the checkpointed
@@ -68,7 +69,7 @@
 //!   Blacklist changes apply to transactions processed after them; to honour "changes apply to
 //!   transactions that come after them", the runtime should drain pending blacklist records
 //!   before each batch of transactions.
-//! - `risk-scoring/payers` ([`store::PAYERS_TABLE`]): normalized payer document →
+//! - `risk-scoring/payers` ([`store::PAYERS_TABLE`]): pseudonym of the payer document →
 //!   [`store::PayerState`].
 //! - `risk_decisions` view.
 //!
@@ -91,6 +92,7 @@
 pub mod config;
 pub mod documents;
 mod processor;
+pub mod pseudonym;
 pub mod resilience;
 mod rules;
 pub mod store;
@@ -105,6 +107,7 @@ pub use config::{
 pub use processor::{
     arrival, decision_for, rule_ids, ExternalValidation, ExternalVerdict, RiskInput, RiskProcessor,
 };
+pub use pseudonym::Pseudonymizer;
 
 use crate::events::{Decision, RiskDecision, Transaction, TransactionKind};
 use serde_json::{json, Value};

@@ -4,6 +4,7 @@
 
 use super::config::Config;
 use super::documents::{mask, normalize, redact_documents, Document};
+use super::pseudonym::Pseudonymizer;
 use super::resilience::UnavailableCause;
 use super::rules::{self, Findings, Parsed, VelocityWindow};
 use super::store::{
@@ -183,6 +184,10 @@ fn trim<T>(map: &mut HashMap<String, Cached<T>>, max: usize) {
 pub struct RiskProcessor {
     config: Config,
     tz: Tz,
+    pseudonymizer: Pseudonymizer,
+    /// Keys under the previous document key found while rotating: deleted at the next flush
+    /// (their entries are written under the current key).
+    rekeyed: Vec<(&'static str, String)>,
     blacklist: HashMap<String, Cached<Option<Listing>>>,
     blacklist_dirty: Vec<String>,
     payers: HashMap<String, Cached<PayerState>>,
@@ -195,7 +200,9 @@ pub struct RiskProcessor {
 impl RiskProcessor {
     /// A processor with an empty working set. `config` should have passed
     /// [`Config::validate`]; an unknown `time_zone` falls back to `America/Sao_Paulo`.
-    pub fn new(config: Config) -> Self {
+    /// Documents are stored under their pseudonyms from `pseudonymizer` (see
+    /// [`super::pseudonym`]); the runtime builds it from its key.
+    pub fn new(config: Config, pseudonymizer: Pseudonymizer) -> Self {
         let tz = config
             .time_zone
             .parse::<Tz>()
@@ -203,6 +210,8 @@ impl RiskProcessor {
         Self {
             config,
             tz,
+            pseudonymizer,
+            rekeyed: Vec::new(),
             blacklist: HashMap::new(),
             blacklist_dirty: Vec::new(),
             payers: HashMap::new(),
@@ -244,21 +253,48 @@ impl RiskProcessor {
         self.tick
     }
 
+    /// Read `table` under the pseudonym of `document`; while rotating, a miss is retried under
+    /// the previous key's pseudonym. Returns the current key, the bytes, and whether they came
+    /// from the previous key (then the old key is queued for deletion at the next flush).
+    fn read_pseudonymized(
+        &mut self,
+        state: &dyn StateReader,
+        table: &'static str,
+        key: &str,
+        document: &str,
+    ) -> (Option<Vec<u8>>, bool) {
+        if let Some(bytes) = state.get(table, key.as_bytes()) {
+            return (Some(bytes), false);
+        }
+        if let Some(old) = self.pseudonymizer.previous_pseudonym(document) {
+            let old = old.hex();
+            if let Some(bytes) = state.get(table, old.as_bytes()) {
+                self.rekeyed.push((table, old));
+                return (Some(bytes), true);
+            }
+        }
+        (None, false)
+    }
+
     /// The listing of a normalized document, loading it (or its absence) on first sight.
-    fn listing(&mut self, state: &dyn StateReader, key: &str) -> Option<Listing> {
+    fn listing(&mut self, state: &dyn StateReader, document: &str) -> Option<Listing> {
+        let key = self.pseudonymizer.pseudonym(document).hex();
         let tick = self.next_tick();
-        if let Some(c) = self.blacklist.get_mut(key) {
+        if let Some(c) = self.blacklist.get_mut(&key) {
             c.last_used = tick;
             return c.value.clone();
         }
-        let value = state
-            .get(BLACKLIST_TABLE, key.as_bytes())
-            .map(|bytes| decode::<Listing>(&bytes).unwrap_or_else(Listing::unreadable));
+        let (bytes, rekey) = self.read_pseudonymized(state, BLACKLIST_TABLE, &key, document);
+        let value =
+            bytes.map(|bytes| decode::<Listing>(&bytes).unwrap_or_else(Listing::unreadable));
+        if rekey {
+            self.blacklist_dirty.push(key.clone());
+        }
         self.blacklist.insert(
-            key.to_string(),
+            key,
             Cached {
                 value: value.clone(),
-                dirty: false,
+                dirty: rekey,
                 last_used: tick,
             },
         );
@@ -290,25 +326,31 @@ impl RiskProcessor {
         }
     }
 
-    /// Make sure `key` is in the payer map (loading it lazily) and mark it used.
-    fn load_payer(&mut self, state: &dyn StateReader, key: &str) {
+    /// Make sure the payer `document` is in the payer map (loading it lazily) and mark it
+    /// used. Returns its key in the map (its pseudonym).
+    fn load_payer(&mut self, state: &dyn StateReader, document: &str) -> String {
+        let key = self.pseudonymizer.pseudonym(document).hex();
         let tick = self.next_tick();
-        if let Some(c) = self.payers.get_mut(key) {
+        if let Some(c) = self.payers.get_mut(&key) {
             c.last_used = tick;
-            return;
+            return key;
         }
-        let value = state
-            .get(PAYERS_TABLE, key.as_bytes())
+        let (bytes, rekey) = self.read_pseudonymized(state, PAYERS_TABLE, &key, document);
+        let value = bytes
             .and_then(|bytes| decode_payer(&bytes))
             .unwrap_or_default();
+        if rekey {
+            self.payers_dirty.push(key.clone());
+        }
         self.payers.insert(
-            key.to_string(),
+            key.clone(),
             Cached {
                 value,
-                dirty: false,
+                dirty: rekey,
                 last_used: tick,
             },
         );
+        key
     }
 
     fn process_blacklist(
@@ -336,12 +378,19 @@ impl RiskProcessor {
                 ));
             }
         }
+        // Free text is stored redacted: it is only ever quoted redacted, and a document in it
+        // must not reach the store in clear.
         let listing = entry.filter(|e| e.listed).map(|e| Listing {
-            reason: e.reason,
-            source: e.source,
+            reason: redact_documents(&e.reason),
+            source: redact_documents(&e.source),
             since: e.since,
         });
-        self.set_listing(norm, listing);
+        if let Some(old) = self.pseudonymizer.previous_pseudonym(&norm) {
+            // Listed or not, nothing stays under the previous key.
+            self.rekeyed.push((BLACKLIST_TABLE, old.hex()));
+        }
+        let key = self.pseudonymizer.pseudonym(&norm).hex();
+        self.set_listing(key, listing);
         Ok(())
     }
 
@@ -357,10 +406,13 @@ impl RiskProcessor {
         // From here on nothing fails: state may change.
         let payer: Parsed = Document::parse(&tx.payer_document);
         let payee: Parsed = Document::parse(&tx.payee_document);
-        if let Ok(doc) = &payer {
+        let payer_key = match &payer {
+            Ok(doc) => Some(self.load_payer(ctx.state, doc.digits())),
+            Err(_) => None,
+        };
+        if let Some(key) = &payer_key {
             // A transaction delivered twice must not count twice in the payer's history.
-            self.load_payer(ctx.state, doc.digits());
-            if self.payers[doc.digits()].value.has_seen(&tx.transaction_id) {
+            if self.payers[key].value.has_seen(&tx.transaction_id) {
                 self.duplicates_skipped += 1;
                 return Ok(());
             }
@@ -378,8 +430,17 @@ impl RiskProcessor {
             (&payer, &payee),
             &validation,
         );
-        if let Ok(doc) = &payer {
-            self.payer_rules(&mut found, state, &tx, doc, &payee);
+        // The payee's pseudonyms (current, and previous while rotating), for `new_payee`.
+        let payee_hashes = payee.as_ref().ok().map(|d| {
+            (
+                self.pseudonymizer.pseudonym(d.digits()).short(),
+                self.pseudonymizer
+                    .previous_pseudonym(d.digits())
+                    .map(|h| h.short()),
+            )
+        });
+        if let Some(key) = &payer_key {
+            self.payer_rules(&mut found, &tx, key, &payee, payee_hashes);
         }
         rules::night(
             &mut found,
@@ -389,8 +450,8 @@ impl RiskProcessor {
             tx.event_time,
         );
         let (score, decision) = found.score(&self.config);
-        if let Ok(doc) = &payer {
-            self.learn(doc, &payee, tx.amount, decision);
+        if let Some(key) = &payer_key {
+            self.learn(key, payee_hashes, tx.amount, decision);
         }
 
         let decided_at = ctx.meta.processing_time;
@@ -415,14 +476,12 @@ impl RiskProcessor {
     fn payer_rules(
         &mut self,
         found: &mut Findings,
-        state: &dyn StateReader,
         tx: &Transaction,
-        payer: &Document,
+        key: &str,
         payee: &Parsed,
+        payee_hashes: Option<(u64, Option<u64>)>,
     ) {
-        let key = payer.digits();
-        self.load_payer(state, key);
-        // `load_payer` inserted the key.
+        // The payer was loaded by the caller (entries are only trimmed in flush).
         let Some(cached) = self.payers.get_mut(key) else {
             return;
         };
@@ -465,19 +524,27 @@ impl RiskProcessor {
         for w in &windows {
             rules::velocity(found, w, tx.event_time, p);
         }
-        rules::new_payee(found, &cfg.new_payee, tx.amount, payee, p);
+        rules::new_payee(found, &cfg.new_payee, tx.amount, (payee, payee_hashes), p);
     }
 
     /// Learn from a decided transaction: velocity is already recorded; amounts and payees are
     /// learnt only from transactions that were not rejected.
-    fn learn(&mut self, payer: &Document, payee: &Parsed, amount: Decimal, decision: Decision) {
+    fn learn(
+        &mut self,
+        key: &str,
+        payee_hashes: Option<(u64, Option<u64>)>,
+        amount: Decimal,
+        decision: Decision,
+    ) {
         let max_payees = self.config.rules.new_payee.max_known_payees as usize;
-        let key = payer.digits();
         if let Some(cached) = self.payers.get_mut(key) {
             if decision != Decision::Reject {
                 cached.value.observe_amount(amount);
-                if let Ok(payee_doc) = payee {
-                    cached.value.remember_payee(payee_doc.digits(), max_payees);
+                if let Some((current, previous)) = payee_hashes {
+                    if let Some(old) = previous {
+                        cached.value.forget_payee(old);
+                    }
+                    cached.value.remember_payee(current, max_payees);
                 }
             }
             if !cached.dirty {
@@ -535,6 +602,10 @@ impl Processor for RiskProcessor {
     }
 
     fn flush(&mut self, changes: &mut dyn StateWriter) {
+        // Old-key entries first: their current-key writes below come after them.
+        for (table, key) in self.rekeyed.drain(..) {
+            changes.delete(table, key.as_bytes());
+        }
         for key in self.blacklist_dirty.drain(..) {
             if let Some(c) = self.blacklist.get_mut(&key) {
                 c.dirty = false;

@@ -366,16 +366,18 @@ pub(super) fn new_payee(
     found: &mut Findings,
     np: &NewPayeeRule,
     amount: Decimal,
-    payee: &Parsed,
+    (payee, hashes): (&Parsed, Option<(u64, Option<u64>)>),
     p: &PayerState,
 ) {
-    let Ok(payee_doc) = payee else {
+    // `hashes`: the payee's pseudonyms, current and (while rotating keys) previous.
+    let (Ok(payee_doc), Some((current, previous))) = (payee, hashes) else {
         return;
     };
     if np.weight > 0
         && p.count >= np.min_history
         && amount >= np.amount.0
-        && !p.knows_payee(payee_doc.digits())
+        && !p.knows_payee(current)
+        && !previous.is_some_and(|h| p.knows_payee(h))
     {
         found.push(
             rule_ids::NEW_PAYEE,

@@ -1,11 +1,12 @@
 //! Persisted state of the risk-scoring processor: the blacklist table and per-payer behaviour.
 //!
 //! # Tables
-//! - [`BLACKLIST_TABLE`] `risk-scoring/blacklist`: key = normalized document (digits only, as
-//!   [`super::documents::normalize`] gives), value = [`Listing`]. Only listed documents are
-//!   stored; a tombstone or `listed = false` deletes the key.
-//! - [`PAYERS_TABLE`] `risk-scoring/payers`: key = normalized payer document (valid CPF/CNPJ
-//!   only), value = [`PayerState`].
+//! - [`BLACKLIST_TABLE`] `risk-scoring/blacklist`: key = the pseudonym of the normalized
+//!   document ([`super::pseudonym::Pseudonym::hex`]: HMAC-SHA256 under the document key, 64 hex
+//!   characters; never the document), value = [`Listing`] (its free text redacted). Only listed
+//!   documents are stored; a tombstone or `listed = false` deletes the key.
+//! - [`PAYERS_TABLE`] `risk-scoring/payers`: key = the pseudonym of the payer document (valid
+//!   CPF/CNPJ only), value = [`PayerState`].
 //! - [`crate::views::RISK_DECISIONS`] `risk_decisions`: key = transaction id bytes, value = JSON
 //!   of [`crate::events::RiskDecision`].
 //!
@@ -111,8 +112,9 @@ pub struct PayerState {
     /// Transactions inside the longest velocity window, sorted by event time (ties in arrival
     /// order), at most `max_events`.
     pub recent: VecDeque<Recent>,
-    /// [`stable_hash`] of the normalized payee documents this payer paid, least recently paid
-    /// first, at most `max_known_payees`.
+    /// Pseudonyms ([`super::pseudonym::Pseudonym::short`], keyed) of the payees this payer
+    /// paid, least recently paid first, at most `max_known_payees`. (Before pseudonymization
+    /// these were unkeyed FNV hashes; such old entries simply never match.)
     pub known_payees: VecDeque<u64>,
     /// Transaction ids of this payer inside the dedup window, in arrival order, at most
     /// `dedup.max_ids`.
@@ -214,21 +216,26 @@ impl PayerState {
         }
     }
 
-    /// Whether `payee` (normalized digits) is among the known payees.
-    pub fn knows_payee(&self, payee: &str) -> bool {
-        let h = stable_hash(payee.as_bytes());
-        self.known_payees.contains(&h)
+    /// Whether the payee whose pseudonym is `payee` ([`super::pseudonym::Pseudonym::short`])
+    /// is among the known payees.
+    pub fn knows_payee(&self, payee: u64) -> bool {
+        self.known_payees.contains(&payee)
     }
 
-    /// Remember `payee` as the most recently paid, forgetting the least recent beyond `max`.
-    pub fn remember_payee(&mut self, payee: &str, max: usize) {
-        let h = stable_hash(payee.as_bytes());
-        if let Some(pos) = self.known_payees.iter().position(|x| *x == h) {
-            self.known_payees.remove(pos);
-        }
-        self.known_payees.push_back(h);
+    /// Remember `payee` (a pseudonym's short form) as the most recently paid, forgetting the
+    /// least recent beyond `max`.
+    pub fn remember_payee(&mut self, payee: u64, max: usize) {
+        self.forget_payee(payee);
+        self.known_payees.push_back(payee);
         while self.known_payees.len() > max {
             self.known_payees.pop_front();
+        }
+    }
+
+    /// Forget `payee` (used for the previous key's pseudonym while rotating).
+    pub fn forget_payee(&mut self, payee: u64) {
+        if let Some(pos) = self.known_payees.iter().position(|x| *x == payee) {
+            self.known_payees.remove(pos);
         }
     }
 }
@@ -344,14 +351,16 @@ mod tests {
     #[test]
     fn known_payees_keep_the_most_recent() {
         let mut p = PayerState::default();
-        p.remember_payee("a", 2);
-        p.remember_payee("b", 2);
-        p.remember_payee("a", 2);
-        p.remember_payee("c", 2);
-        assert!(p.knows_payee("a"));
-        assert!(!p.knows_payee("b"));
-        assert!(p.knows_payee("c"));
+        p.remember_payee(1, 2);
+        p.remember_payee(2, 2);
+        p.remember_payee(1, 2);
+        p.remember_payee(3, 2);
+        assert!(p.knows_payee(1));
+        assert!(!p.knows_payee(2));
+        assert!(p.knows_payee(3));
         assert_eq!(p.known_payees.len(), 2);
+        p.forget_payee(3);
+        assert!(!p.knows_payee(3));
     }
 
     #[test]
@@ -359,7 +368,7 @@ mod tests {
         let mut p = PayerState::default();
         p.observe_amount(d("12.34"));
         p.record_event(5, d("12.34"), 100, 10);
-        p.remember_payee("11222333000181", 10);
+        p.remember_payee(0x0011_2223_3300_0181, 10);
         p.remember_id("tx-1", 5, 100, 10);
         let bytes = encode_payer(&p);
         assert_eq!(bytes[0], PAYER_FORMAT_VERSION);
@@ -390,7 +399,7 @@ mod tests {
         let mut p = PayerState::default();
         p.observe_amount(d("7.5"));
         p.record_event(9, d("7.5"), 100, 10);
-        p.remember_payee("11222333000181", 10);
+        p.remember_payee(0x0011_2223_3300_0181, 10);
         let v1 = encode(&V1(
             p.count,
             p.mean,

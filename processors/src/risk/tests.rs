@@ -23,6 +23,13 @@ const PAYEE_DIGITS: &str = "11222333000181";
 const OTHER_PAYEE: &str = "12.345.678/0001-95";
 const MIN: Millis = 60_000;
 
+/// The document key of these tests.
+const TEST_KEY: &[u8] = b"risk tests document key";
+
+fn pseudonymizer() -> Pseudonymizer {
+    Pseudonymizer::new(TEST_KEY).unwrap()
+}
+
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
 }
@@ -97,7 +104,7 @@ impl Harness {
     fn new(config: Config) -> Self {
         config.validate().unwrap();
         Self {
-            p: RiskProcessor::new(config),
+            p: RiskProcessor::new(config, pseudonymizer()),
             state: MemoryState::new(),
             offset: 0,
         }
@@ -264,7 +271,7 @@ fn invalid_payee_rejects_and_only_velocity_is_learned() {
     h.flush();
     let rows = h.state.table(PAYERS_TABLE);
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].0, PAYER_DIGITS.as_bytes());
+    assert_eq!(rows[0].0, pseudonymizer().pseudonym(PAYER).hex().as_bytes());
     let p: PayerState = store::decode_payer(rows[0].1).unwrap();
     assert_eq!(p.count, 0, "rejected amounts stay out of the statistics");
     assert_eq!(p.recent.len(), 1, "attempts count for velocity");
@@ -363,7 +370,7 @@ fn tombstone_and_unlisting_remove_a_document() {
         );
         // A fresh instance over the state agrees.
         let mut fresh = Harness {
-            p: RiskProcessor::new(Config::default()),
+            p: RiskProcessor::new(Config::default(), pseudonymizer()),
             state: h.state.clone(),
             offset: 0,
         };
@@ -383,10 +390,13 @@ fn blacklist_survives_a_restart() {
     h.flush();
     let stored = h.state.table(BLACKLIST_TABLE);
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].0, PAYEE_DIGITS.as_bytes());
+    assert_eq!(
+        stored[0].0,
+        pseudonymizer().pseudonym(PAYEE_DIGITS).hex().as_bytes()
+    );
     assert_eq!(stored[0].1[0], FORMAT_VERSION);
     let mut fresh = Harness {
-        p: RiskProcessor::new(Config::default()),
+        p: RiskProcessor::new(Config::default(), pseudonymizer()),
         state: h.state.clone(),
         offset: 0,
     };
@@ -400,7 +410,7 @@ fn unreadable_blacklist_entries_fail_closed() {
     crate::StateWriter::put(
         &mut h.state,
         BLACKLIST_TABLE,
-        PAYER_DIGITS.as_bytes(),
+        pseudonymizer().pseudonym(PAYER_DIGITS).hex().as_bytes(),
         &[7, 7],
     );
     let out = h.decide(tx("t1", PAYER, PAYEE, "10.00", noon()));
@@ -1142,7 +1152,7 @@ fn stop_restore_compare() {
     let mut got = run(&mut a, first, 0);
     a.flush();
     let mut b = Harness {
-        p: RiskProcessor::new(series_config()),
+        p: RiskProcessor::new(series_config(), pseudonymizer()),
         state: a.state.clone(),
         offset: 0,
     };
@@ -1211,13 +1221,18 @@ fn corrupt_payer_state_starts_a_fresh_history() {
     crate::StateWriter::put(
         &mut h.state,
         PAYERS_TABLE,
-        PAYER_DIGITS.as_bytes(),
+        pseudonymizer().pseudonym(PAYER_DIGITS).hex().as_bytes(),
         &[FORMAT_VERSION, 255, 255],
     );
     let out = h.decide(tx("t", PAYER, PAYEE, "10.00", noon()));
     assert_eq!(out.decision, Decision::Approve);
     h.flush();
-    let bytes = crate::StateReader::get(&h.state, PAYERS_TABLE, PAYER_DIGITS.as_bytes()).unwrap();
+    let bytes = crate::StateReader::get(
+        &h.state,
+        PAYERS_TABLE,
+        pseudonymizer().pseudonym(PAYER_DIGITS).hex().as_bytes(),
+    )
+    .unwrap();
     let p: PayerState = store::decode_payer(&bytes).unwrap();
     assert_eq!((p.count, p.recent.len()), (1, 1));
 }
@@ -1407,7 +1422,7 @@ fn a_duplicate_transaction_id_is_dropped_and_counted_once() {
     assert_eq!(h.p.duplicates_skipped(), 1);
     h.flush();
     let mut fresh = Harness {
-        p: RiskProcessor::new(c),
+        p: RiskProcessor::new(c, pseudonymizer()),
         state: h.state.clone(),
         offset: 10,
     };
@@ -1420,4 +1435,140 @@ fn a_duplicate_transaction_id_is_dropped_and_counted_once() {
         "{:?}",
         out.reasons
     );
+}
+
+/// Every byte the state holds, keys and values, as lossy text.
+fn state_text(state: &MemoryState) -> String {
+    let mut all = String::new();
+    for table in [BLACKLIST_TABLE, PAYERS_TABLE, views::RISK_DECISIONS] {
+        for (k, v) in state.table(table) {
+            all.push_str(&String::from_utf8_lossy(k));
+            all.push('|');
+            all.push_str(&String::from_utf8_lossy(v));
+            all.push('\n');
+        }
+    }
+    all
+}
+
+#[test]
+fn no_clear_document_reaches_the_state() {
+    let mut c = Config::default();
+    c.rules.new_payee.min_history = 1;
+    let mut h = Harness::new(c);
+    // A blacklist reason that names the document itself.
+    h.feed(listed(
+        PAYEE,
+        "conta laranja 11.222.333/0001-81, ver 11222333000181",
+    ));
+    for (i, t) in [noon(), noon() + MIN, noon() + 2 * MIN]
+        .into_iter()
+        .enumerate()
+    {
+        h.decide(tx(&format!("t{i}"), PAYER, OTHER_PAYEE, "10.00", t));
+    }
+    let out = h.decide(tx("t9", PAYER, PAYEE, "10.00", noon() + 3 * MIN));
+    assert_eq!(out.reasons[0].rule_id, "blacklist_payee");
+    h.flush();
+    let all = state_text(&h.state);
+    assert_eq!(h.state.table(PAYERS_TABLE).len(), 1);
+    assert_eq!(h.state.table(BLACKLIST_TABLE).len(), 1);
+    for doc in [
+        PAYER,
+        PAYER_DIGITS,
+        PAYEE,
+        PAYEE_DIGITS,
+        OTHER_PAYEE,
+        "12345678000195",
+    ] {
+        assert!(!all.contains(doc), "{doc} in the state:\n{all}");
+    }
+    // A fresh instance over the same state and key still blocks it.
+    let mut fresh = Harness {
+        p: RiskProcessor::new(Config::default(), pseudonymizer()),
+        state: h.state.clone(),
+        offset: 0,
+    };
+    let out = fresh.decide(tx("t10", PAYER, PAYEE_DIGITS, "10.00", noon() + 4 * MIN));
+    assert_eq!(out.reasons[0].rule_id, "blacklist_payee");
+    // Under another key the entries are not found.
+    let mut other = Harness {
+        p: RiskProcessor::new(
+            Config::default(),
+            Pseudonymizer::new(b"an entirely different key").unwrap(),
+        ),
+        state: h.state.clone(),
+        offset: 0,
+    };
+    let out = other.decide(tx("t11", PAYER, PAYEE_DIGITS, "10.00", noon() + 5 * MIN));
+    assert!(out.reasons.is_empty(), "{out:?}");
+}
+
+#[test]
+fn rotation_rekeys_entries_found_under_the_previous_key() {
+    let mut c = Config::default();
+    c.rules.new_payee.min_history = 1;
+    c.rules.new_payee.amount = ConfigDecimal(d("1"));
+    let mut h = Harness::new(c.clone());
+    h.feed(listed(PAYEE, "x"));
+    h.decide(tx("t1", PAYER, OTHER_PAYEE, "10.00", noon()));
+    h.flush();
+    let old_rows: Vec<Vec<u8>> = h
+        .state
+        .table(PAYERS_TABLE)
+        .into_iter()
+        .chain(h.state.table(BLACKLIST_TABLE))
+        .map(|(k, _)| k.to_vec())
+        .collect();
+
+    let new_key: &[u8] = b"the new document key, rotated";
+    let rotating = Pseudonymizer::new(new_key)
+        .unwrap()
+        .with_previous(TEST_KEY)
+        .unwrap();
+    let mut r = Harness {
+        p: RiskProcessor::new(c.clone(), rotating),
+        state: h.state.clone(),
+        offset: 0,
+    };
+    // The blacklist and the payer's history (count 1, payee known) are found under the old key.
+    let out = r.decide(tx("t2", PAYER, PAYEE, "10.00", noon() + MIN));
+    assert_eq!(out.reasons[0].rule_id, "blacklist_payee");
+    let out = r.decide(tx("t3", PAYER, OTHER_PAYEE, "10.00", noon() + 2 * MIN));
+    assert!(
+        !out.reasons.iter().any(|x| x.rule_id == "new_payee"),
+        "{out:?}"
+    );
+    r.flush();
+    let keys: Vec<Vec<u8>> = r
+        .state
+        .table(PAYERS_TABLE)
+        .into_iter()
+        .chain(r.state.table(BLACKLIST_TABLE))
+        .map(|(k, _)| k.to_vec())
+        .collect();
+    let new = Pseudonymizer::new(new_key).unwrap();
+    assert_eq!(
+        keys,
+        vec![
+            new.pseudonym(PAYER).hex().into_bytes(),
+            new.pseudonym(PAYEE).hex().into_bytes()
+        ]
+    );
+    assert!(
+        old_rows.iter().all(|k| !keys.contains(k)),
+        "old keys deleted"
+    );
+    let p: PayerState = store::decode_payer(r.state.table(PAYERS_TABLE)[0].1).unwrap();
+    assert_eq!(p.count, 2, "history carried over");
+    assert_eq!(p.known_payees, [new.pseudonym(OTHER_PAYEE).short()]);
+
+    // Without the previous key, the new key alone finds everything.
+    let mut after = Harness {
+        p: RiskProcessor::new(c, new),
+        state: r.state.clone(),
+        offset: 0,
+    };
+    let out = after.decide(tx("t4", PAYER, PAYEE, "10.00", noon() + 3 * MIN));
+    assert_eq!(out.reasons[0].rule_id, "blacklist_payee");
 }
