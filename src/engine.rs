@@ -150,12 +150,10 @@ pub enum CheckpointError {
 }
 
 impl CheckpointError {
-    /// True when the engine cannot go on and must stop (a fenced transactional producer).
+    /// True when the engine cannot go on and must stop (a fenced or otherwise failed
+    /// transactional producer).
     pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            Self::Transaction(crate::transactions::TxnError::Fatal(_))
-        )
+        matches!(self, Self::Transaction(t) if t.is_fatal())
     }
 
     /// True when the shared store refused the commit because another instance claimed one of
@@ -302,8 +300,8 @@ impl Task {
     /// Flush outputs, then commit state and offsets atomically.
     fn checkpoint(&mut self) -> Result<(), CheckpointError> {
         let started = Instant::now();
-        if let Some(fatal) = self.txn.as_ref().and_then(|t| t.fatal()) {
-            return Err(crate::transactions::TxnError::Fatal(fatal.to_string()).into());
+        if let Some(fatal) = self.txn.as_ref().and_then(|t| t.fatal_error()) {
+            return Err(fatal.into());
         }
         if self.producer.flush(self.produce_timeout).is_err() {
             return Err(CheckpointError::Delivery(format!(
