@@ -105,16 +105,15 @@ impl TxnError {
 
 /// True when `e` carries one of the error codes librdkafka and the brokers use for a fenced
 /// producer: the client's own `_FENCED` (what a fatal transactional error reports after a
-/// fence), the broker's `PRODUCER_FENCED`, or `INVALID_PRODUCER_EPOCH` (older brokers). Read
-/// from the code, not the message text, which librdkafka may word differently across versions.
+/// fence) or the broker's `PRODUCER_FENCED`. Read from the code, not the message text.
+/// `INVALID_PRODUCER_EPOCH` is deliberately not a fence here: a group rebalance after an
+/// instance dies can answer a transactional call with it (scale_out's
+/// `three_instances_survive_a_sigkill`), and that engine must restart in-process, as it did
+/// when the text (which does not say "fenced") was matched.
 pub fn is_fenced_error(e: &KafkaError) -> bool {
     matches!(
         e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::Fenced
-                | RDKafkaErrorCode::ProducerFenced
-                | RDKafkaErrorCode::InvalidProducerEpoch
-        )
+        Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
     )
 }
 
@@ -515,13 +514,13 @@ mod tests {
 
     #[test]
     fn a_fence_is_told_by_its_error_code_not_its_text() {
-        for code in [
-            RDKafkaErrorCode::Fenced,
-            RDKafkaErrorCode::ProducerFenced,
-            RDKafkaErrorCode::InvalidProducerEpoch,
-        ] {
+        for code in [RDKafkaErrorCode::Fenced, RDKafkaErrorCode::ProducerFenced] {
             assert!(is_fenced_error(&KafkaError::Flush(code)), "{code:?}");
         }
+        // An old epoch restarts the engine like any fatal producer error (see above).
+        assert!(!is_fenced_error(&KafkaError::Flush(
+            RDKafkaErrorCode::InvalidProducerEpoch
+        )));
         // A timeout is not a fence, and neither is a message merely mentioning one.
         assert!(!is_fenced_error(&KafkaError::Flush(
             RDKafkaErrorCode::OperationTimedOut
