@@ -636,6 +636,206 @@ struct RawTopology {
     notifiers: BTreeMap<String, Spanned<crate::notifier::config::RawNotifier>>,
 }
 
+/// Turns a key and a byte span of the topology text into a [`ConfigError`] with its line.
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    /// The error at `key` (and the line of `span`, when known).
+    fn err(
+        &self,
+        key: String,
+        span: Option<std::ops::Range<usize>>,
+        message: String,
+    ) -> ConfigError {
+        let line_of = |offset: usize| {
+            self.text[..offset.min(self.text.len())]
+                .matches('\n')
+                .count()
+                + 1
+        };
+        ConfigError {
+            file: self.file.to_string(),
+            key,
+            line: span.map(|s| line_of(s.start)),
+            message,
+        }
+    }
+}
+
+/// The `[topics]`: at least one partition each, a known schema.
+fn parse_topics(
+    raw: BTreeMap<String, Spanned<TopicConfig>>,
+    loc: &Locator<'_>,
+) -> Result<BTreeMap<String, TopicConfig>, ConfigError> {
+    let mut topics = BTreeMap::new();
+    for (name, spanned) in raw {
+        let span = spanned.span();
+        let topic = spanned.into_inner();
+        if topic.partitions < 1 {
+            return Err(loc.err(
+                format!("topics.{name}.partitions"),
+                Some(span),
+                format!("must be at least 1, got {}", topic.partitions),
+            ));
+        }
+        if topic.replication_factor.is_some_and(|rf| rf < 1) {
+            return Err(loc.err(
+                format!("topics.{name}.replication_factor"),
+                Some(span),
+                "must be at least 1 (or absent: the broker's default)".into(),
+            ));
+        }
+        if crate::avro::schemas::schema_for(&topic.schema).is_none() {
+            return Err(loc.err(
+                format!("topics.{name}.schema"),
+                Some(span),
+                format!(
+                    "unknown schema `{}`; known: {}",
+                    topic.schema,
+                    crate::avro::schemas::all()
+                        .iter()
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        topics.insert(name, topic);
+    }
+
+    Ok(topics)
+}
+
+/// One `[processors.<name>]`: its kind, declared topics, parameters and shape.
+fn parse_processor(
+    name: &str,
+    spanned: Spanned<RawProcessor>,
+    topics: &BTreeMap<String, TopicConfig>,
+    loc: &Locator<'_>,
+) -> Result<ProcessorConfig, ConfigError> {
+    let span = spanned.span();
+    let p = spanned.into_inner();
+    let kind = match &p.kind {
+        Some(k) => (k.get_ref().clone(), Some(k.span())),
+        None => (name.to_string(), Some(span.clone())),
+    };
+    let kind = match kind.0.parse::<Kind>() {
+        Ok(k) => k,
+        Err(message) => return Err(loc.err(format!("processors.{name}.kind"), kind.1, message)),
+    };
+    let check_topics = |field: &str, list: &Spanned<Vec<String>>| {
+        if let Some(missing) = list.get_ref().iter().find(|t| !topics.contains_key(*t)) {
+            return Err(loc.err(
+                format!("processors.{name}.{field}"),
+                Some(list.span()),
+                format!("topic `{missing}` is not declared under [topics]"),
+            ));
+        }
+        Ok(())
+    };
+    check_topics("inputs", &p.inputs)?;
+    check_topics("outputs", &p.outputs)?;
+    if let Some(g) = &p.global_inputs {
+        check_topics("global_inputs", g)?;
+    }
+    if p.inputs.get_ref().is_empty() {
+        return Err(loc.err(
+            format!("processors.{name}.inputs"),
+            Some(p.inputs.span()),
+            "a processor needs at least one input topic".into(),
+        ));
+    }
+    let params_span = p.params.as_ref().map(|s| s.span());
+    let table = p.params.map(|s| s.into_inner()).unwrap_or_default();
+    let in_params = |e: ParamError| {
+        loc.err(
+            format!("processors.{name}.{}", e.key),
+            params_span.clone().or(Some(span.clone())),
+            e.message,
+        )
+    };
+    let params = Params::parse(kind, &table).map_err(in_params)?;
+    let config = ProcessorConfig {
+        name: name.to_string(),
+        kind,
+        inputs: p.inputs.into_inner(),
+        global_inputs: p.global_inputs.map(|g| g.into_inner()).unwrap_or_default(),
+        outputs: p.outputs.into_inner(),
+        enabled: p.enabled.unwrap_or(true),
+        params,
+    };
+    check_shape(&config, topics).map_err(|e| {
+        loc.err(
+            format!("processors.{name}.{}", e.key),
+            Some(span.clone()),
+            e.message,
+        )
+    })?;
+    Ok(config)
+}
+
+/// The `[notifiers]`, validated against the topics; an engine name may not be a processor's.
+fn parse_notifiers(
+    raw: BTreeMap<String, Spanned<crate::notifier::config::RawNotifier>>,
+    topics: &BTreeMap<String, TopicConfig>,
+    processors: &BTreeMap<String, ProcessorConfig>,
+    loc: &Locator<'_>,
+) -> Result<BTreeMap<String, crate::notifier::config::NotifierConfig>, ConfigError> {
+    let mut notifiers = BTreeMap::new();
+    for (name, spanned) in raw {
+        let span = spanned.span();
+        let config = spanned.into_inner().validate(&name, topics).map_err(|e| {
+            loc.err(
+                format!("notifiers.{name}.{}", e.key),
+                Some(span.clone()),
+                e.message,
+            )
+        })?;
+        if processors.contains_key(&config.engine_name()) {
+            return Err(loc.err(
+                format!("notifiers.{name}"),
+                Some(span),
+                format!(
+                    "its engine name `{}` is taken by a processor",
+                    config.engine_name()
+                ),
+            ));
+        }
+        notifiers.insert(name, config);
+    }
+
+    Ok(notifiers)
+}
+
+/// `[runtime]`: the instance numbering and batch sizes.
+fn check_runtime(runtime: &RuntimeConfig, loc: &Locator<'_>) -> Result<(), ConfigError> {
+    // `instances` splits the partitions in static assignment only; with consumer groups
+    // `instance` just names the instance (its transactional.id).
+    if runtime.instances == 0
+        || (runtime.assignment == Assignment::Static && runtime.instance >= runtime.instances)
+    {
+        return Err(loc.err(
+            "runtime.instance".into(),
+            None,
+            format!(
+                "instance {} is not below instances {}",
+                runtime.instance, runtime.instances
+            ),
+        ));
+    }
+    if runtime.max_batch == 0 || runtime.checkpoint_max_records == 0 {
+        return Err(loc.err(
+            "runtime".into(),
+            None,
+            "max_batch and checkpoint_max_records must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The whole, validated topology.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -719,142 +919,18 @@ impl Topology {
     /// # Errors
     /// A [`ConfigError`] naming the key and line of the first problem found.
     pub fn parse(text: &str, file: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let err =
-            |key: String, span: Option<std::ops::Range<usize>>, message: String| ConfigError {
-                file: file.to_string(),
-                key,
-                line: span.map(|s| line_of(s.start)),
-                message,
-            };
+        let loc = Locator { text, file };
         let raw: RawTopology = toml::from_str(text).map_err(|e| {
             let key = key_from_toml_error(text, &e);
-            err(key, e.span(), e.message().to_string())
+            loc.err(key, e.span(), e.message().to_string())
         })?;
-
-        let mut topics = BTreeMap::new();
-        for (name, spanned) in raw.topics {
-            let span = spanned.span();
-            let topic = spanned.into_inner();
-            if topic.partitions < 1 {
-                return Err(err(
-                    format!("topics.{name}.partitions"),
-                    Some(span),
-                    format!("must be at least 1, got {}", topic.partitions),
-                ));
-            }
-            if topic.replication_factor.is_some_and(|rf| rf < 1) {
-                return Err(err(
-                    format!("topics.{name}.replication_factor"),
-                    Some(span),
-                    "must be at least 1 (or absent: the broker's default)".into(),
-                ));
-            }
-            if crate::avro::schemas::schema_for(&topic.schema).is_none() {
-                return Err(err(
-                    format!("topics.{name}.schema"),
-                    Some(span),
-                    format!(
-                        "unknown schema `{}`; known: {}",
-                        topic.schema,
-                        crate::avro::schemas::all()
-                            .iter()
-                            .map(|s| s.name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-            topics.insert(name, topic);
-        }
-
+        let topics = parse_topics(raw.topics, &loc)?;
         let mut processors = BTreeMap::new();
         for (name, spanned) in raw.processors {
-            let span = spanned.span();
-            let p = spanned.into_inner();
-            let kind = match &p.kind {
-                Some(k) => (k.get_ref().clone(), Some(k.span())),
-                None => (name.clone(), Some(span.clone())),
-            };
-            let kind = match kind.0.parse::<Kind>() {
-                Ok(k) => k,
-                Err(message) => {
-                    return Err(err(format!("processors.{name}.kind"), kind.1, message))
-                }
-            };
-            let check_topics = |field: &str, list: &Spanned<Vec<String>>| {
-                if let Some(missing) = list.get_ref().iter().find(|t| !topics.contains_key(*t)) {
-                    return Err(err(
-                        format!("processors.{name}.{field}"),
-                        Some(list.span()),
-                        format!("topic `{missing}` is not declared under [topics]"),
-                    ));
-                }
-                Ok(())
-            };
-            check_topics("inputs", &p.inputs)?;
-            check_topics("outputs", &p.outputs)?;
-            if let Some(g) = &p.global_inputs {
-                check_topics("global_inputs", g)?;
-            }
-            if p.inputs.get_ref().is_empty() {
-                return Err(err(
-                    format!("processors.{name}.inputs"),
-                    Some(p.inputs.span()),
-                    "a processor needs at least one input topic".into(),
-                ));
-            }
-            let params_span = p.params.as_ref().map(|s| s.span());
-            let table = p.params.map(|s| s.into_inner()).unwrap_or_default();
-            let in_params = |e: ParamError| {
-                err(
-                    format!("processors.{name}.{}", e.key),
-                    params_span.clone().or(Some(span.clone())),
-                    e.message,
-                )
-            };
-            let params = Params::parse(kind, &table).map_err(in_params)?;
-            let config = ProcessorConfig {
-                name: name.clone(),
-                kind,
-                inputs: p.inputs.into_inner(),
-                global_inputs: p.global_inputs.map(|g| g.into_inner()).unwrap_or_default(),
-                outputs: p.outputs.into_inner(),
-                enabled: p.enabled.unwrap_or(true),
-                params,
-            };
-            check_shape(&config, &topics).map_err(|e| {
-                err(
-                    format!("processors.{name}.{}", e.key),
-                    Some(span.clone()),
-                    e.message,
-                )
-            })?;
+            let config = parse_processor(&name, spanned, &topics, &loc)?;
             processors.insert(name, config);
         }
-
-        let mut notifiers = BTreeMap::new();
-        for (name, spanned) in raw.notifiers {
-            let span = spanned.span();
-            let config = spanned.into_inner().validate(&name, &topics).map_err(|e| {
-                err(
-                    format!("notifiers.{name}.{}", e.key),
-                    Some(span.clone()),
-                    e.message,
-                )
-            })?;
-            if processors.contains_key(&config.engine_name()) {
-                return Err(err(
-                    format!("notifiers.{name}"),
-                    Some(span),
-                    format!(
-                        "its engine name `{}` is taken by a processor",
-                        config.engine_name()
-                    ),
-                ));
-            }
-            notifiers.insert(name, config);
-        }
+        let notifiers = parse_notifiers(raw.notifiers, &topics, &processors, &loc)?;
 
         let mut kafka = raw.kafka;
         let mut schema_registry = raw.schema_registry;
@@ -878,11 +954,11 @@ impl Topology {
         }
         if state.backend == Backend::Scylla {
             if let Err((key, message)) = state.scylla() {
-                return Err(err(key, None, message));
+                return Err(loc.err(key, None, message));
             }
         }
         if http.addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(err(
+            return Err(loc.err(
                 "http.addr".into(),
                 None,
                 format!(
@@ -891,28 +967,7 @@ impl Topology {
                 ),
             ));
         }
-        // `instances` splits the partitions in static assignment only; with consumer groups
-        // `instance` just names the instance (its transactional.id).
-        if raw.runtime.instances == 0
-            || (raw.runtime.assignment == Assignment::Static
-                && raw.runtime.instance >= raw.runtime.instances)
-        {
-            return Err(err(
-                "runtime.instance".into(),
-                None,
-                format!(
-                    "instance {} is not below instances {}",
-                    raw.runtime.instance, raw.runtime.instances
-                ),
-            ));
-        }
-        if raw.runtime.max_batch == 0 || raw.runtime.checkpoint_max_records == 0 {
-            return Err(err(
-                "runtime".into(),
-                None,
-                "max_batch and checkpoint_max_records must be at least 1".into(),
-            ));
-        }
+        check_runtime(&raw.runtime, &loc)?;
         Ok(Self {
             source: PathBuf::from(file),
             kafka,

@@ -4,6 +4,7 @@ use crate::codec::{register_topic_schemas, registry_settings, Codec};
 use crate::config::Topology;
 use crate::engine::{self, Clock, EngineSpec};
 use crate::state::StateStore;
+use crate::transactions::TxnError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,19 +23,24 @@ pub const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(6
 /// again (aborting what is left open), resumes from the store's checkpoints and learns the
 /// group's committed offsets, exactly as a process restart would.
 pub fn restartable(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<engine::CheckpointError>()
-        .is_some_and(engine::CheckpointError::is_fatal)
-        || matches!(
-            e.downcast_ref::<crate::transactions::TxnError>(),
-            Some(crate::transactions::TxnError::Fatal(_))
-        )
+    producer_error(e).is_some_and(TxnError::is_fatal)
 }
 
 /// True when `e` says the transactional producer was fenced (by the coordinator after an
-/// outage, or by another instance); other fatal producer errors (a flush or commit that timed
-/// out while the store was down) are always settled by a restart.
+/// outage, or by another instance): [`TxnError::Fenced`], set from the client's error code where
+/// the error arose (see [`crate::transactions::is_fenced_error`]). Other fatal producer errors (a
+/// flush or commit that timed out while the store was down) are always settled by a restart.
 fn fenced(e: &anyhow::Error) -> bool {
-    format!("{e:#}").contains("fenced")
+    producer_error(e).is_some_and(TxnError::is_fenced)
+}
+
+/// The transactional producer's error `e` carries, directly or inside a checkpoint's error.
+fn producer_error(e: &anyhow::Error) -> Option<&TxnError> {
+    match e.downcast_ref::<engine::CheckpointError>() {
+        Some(engine::CheckpointError::Transaction(t)) => Some(t),
+        Some(_) => None,
+        None => e.downcast_ref::<TxnError>(),
+    }
 }
 
 /// How recent a broker outage must be for a fenced engine to be restarted in-process (see

@@ -50,6 +50,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMe
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -78,10 +79,66 @@ pub enum TxnError {
     /// the work since the last checkpoint must be redone.
     #[error("transaction aborted: {0}")]
     Aborted(String),
-    /// The producer cannot continue (fenced by another instance, or a commit whose outcome is
-    /// unknown); the engine must stop and be restarted.
+    /// The producer cannot continue (a commit whose outcome is unknown, a failed abort); the
+    /// engine must stop and be restarted.
     #[error("transactional producer failed: {0}")]
     Fatal(String),
+    /// The producer was fenced: another producer with the same `transactional.id` (a restarted
+    /// or second instance) or the coordinator (a transaction it timed out during a broker
+    /// outage) bumped its epoch. Fatal like [`TxnError::Fatal`]; told apart because a fence with
+    /// the brokers reachable means another instance owns the work (see `pipeline::supervise`).
+    #[error("transactional producer fenced: {0}")]
+    Fenced(String),
+}
+
+impl TxnError {
+    /// True when the producer cannot go on ([`TxnError::Fatal`] or [`TxnError::Fenced`]).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Fatal(_) | Self::Fenced(_))
+    }
+
+    /// True when the producer was fenced ([`TxnError::Fenced`]).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced(_))
+    }
+}
+
+/// True when `e` carries one of the error codes librdkafka and the brokers use for a fenced
+/// producer: the client's own `_FENCED` (what a fatal transactional error reports after a
+/// fence) or the broker's `PRODUCER_FENCED`. Read from the code, not the message text.
+/// `INVALID_PRODUCER_EPOCH` is deliberately not a fence here: a group rebalance after an
+/// instance dies can answer a transactional call with it (scale_out's
+/// `three_instances_survive_a_sigkill`), and that engine must restart in-process, as it did
+/// when the text (which does not say "fenced") was matched.
+pub fn is_fenced_error(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced)
+    )
+}
+
+/// Why a transactional producer cannot go on, kept so that every later call reports it.
+#[derive(Debug, Clone)]
+struct FatalCause {
+    text: String,
+    fenced: bool,
+}
+
+impl FatalCause {
+    fn new(text: String, e: &KafkaError) -> Self {
+        Self {
+            text,
+            fenced: is_fenced_error(e),
+        }
+    }
+
+    fn error(&self) -> TxnError {
+        if self.fenced {
+            TxnError::Fenced(self.text.clone())
+        } else {
+            TxnError::Fatal(self.text.clone())
+        }
+    }
 }
 
 /// The transactional state of one engine.
@@ -91,7 +148,7 @@ pub struct Transactions {
     open: bool,
     /// Next offset per input partition whose outputs are already committed in Kafka.
     horizon: BTreeMap<(String, i32), i64>,
-    fatal: Option<String>,
+    fatal: Option<FatalCause>,
 }
 
 /// The `transactional.id` of instance `instance` of the engine whose consumer group is `group`.
@@ -235,7 +292,10 @@ impl Transactions {
             Err(e) => {
                 // Without the horizon, a crash between the two commits would repeat outputs:
                 // refuse to go on rather than break the guarantee.
-                self.fatal = Some(format!("cannot read the group's committed offsets: {e}"));
+                self.fatal = Some(FatalCause::new(
+                    format!("cannot read the group's committed offsets: {e}"),
+                    &e,
+                ));
             }
         }
     }
@@ -257,7 +317,7 @@ impl Transactions {
         producer: &BaseProducer<C>,
     ) -> Result<(), TxnError> {
         if let Some(f) = &self.fatal {
-            return Err(TxnError::Fatal(f.clone()));
+            return Err(f.error());
         }
         if self.open {
             return Ok(());
@@ -265,8 +325,10 @@ impl Transactions {
         producer.begin_transaction().map_err(|e| {
             let text = format!("begin_transaction: {e}");
             if fatal_or_aborted(&e) == Some(true) {
-                self.fatal = Some(text.clone());
-                TxnError::Fatal(text)
+                let cause = FatalCause::new(text, &e);
+                let error = cause.error();
+                self.fatal = Some(cause);
+                error
             } else {
                 TxnError::Aborted(text)
             }
@@ -287,7 +349,7 @@ impl Transactions {
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<(), TxnError> {
         if let Some(f) = &self.fatal {
-            return Err(TxnError::Fatal(f.clone()));
+            return Err(f.error());
         }
         if !self.open && offsets.is_empty() {
             return Ok(());
@@ -353,8 +415,10 @@ impl Transactions {
                 TxnError::Aborted(text)
             }
             Some(true) | None => {
-                self.fatal = Some(text.clone());
-                TxnError::Fatal(text)
+                let cause = FatalCause::new(text, e);
+                let error = cause.error();
+                self.fatal = Some(cause);
+                error
             }
         }
     }
@@ -370,14 +434,20 @@ impl Transactions {
             Ok(()) => self.open = false,
             Err(e) => {
                 tracing::error!(error = %e, "abort_transaction failed; stopping the engine");
-                self.fatal = Some(format!("abort_transaction: {e}"));
+                self.fatal = Some(FatalCause::new(format!("abort_transaction: {e}"), &e));
             }
         }
     }
 
     /// Why the producer cannot go on, if it cannot.
     pub fn fatal(&self) -> Option<&str> {
-        self.fatal.as_deref()
+        self.fatal.as_ref().map(|f| f.text.as_str())
+    }
+
+    /// The error every call reports once the producer cannot go on ([`TxnError::Fenced`] when
+    /// it was fenced, [`TxnError::Fatal`] otherwise), if it cannot.
+    pub fn fatal_error(&self) -> Option<TxnError> {
+        self.fatal.as_ref().map(FatalCause::error)
     }
 }
 
@@ -440,6 +510,30 @@ mod tests {
         assert_eq!(sent[&("prices".to_string(), 1)], 5);
         let later = BTreeMap::from([(("prices".to_string(), 0), 31)]);
         assert_eq!(t.committable(&later)[&("prices".to_string(), 0)], 31);
+    }
+
+    #[test]
+    fn a_fence_is_told_by_its_error_code_not_its_text() {
+        for code in [RDKafkaErrorCode::Fenced, RDKafkaErrorCode::ProducerFenced] {
+            assert!(is_fenced_error(&KafkaError::Flush(code)), "{code:?}");
+        }
+        // An old epoch restarts the engine like any fatal producer error (see above).
+        assert!(!is_fenced_error(&KafkaError::Flush(
+            RDKafkaErrorCode::InvalidProducerEpoch
+        )));
+        // A timeout is not a fence, and neither is a message merely mentioning one.
+        assert!(!is_fenced_error(&KafkaError::Flush(
+            RDKafkaErrorCode::OperationTimedOut
+        )));
+        assert!(!is_fenced_error(&KafkaError::ClientCreation(
+            "fenced".to_string()
+        )));
+        let cause = FatalCause::new(
+            "commit".into(),
+            &KafkaError::Flush(RDKafkaErrorCode::Fenced),
+        );
+        assert!(matches!(cause.error(), TxnError::Fenced(_)));
+        assert!(cause.error().is_fatal());
     }
 
     #[test]

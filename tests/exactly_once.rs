@@ -443,10 +443,12 @@ async fn a_restarted_instance_fences_its_previous_incarnation() {
     let (_new, _new_txn, _c2) = transactional(&brokers.bootstrap, &id, &group, &prices);
     let offsets = BTreeMap::from([((prices.clone(), 0), 1_i64)]);
     let err = old_txn.commit(&old, &offsets).unwrap_err();
+    // Fatal, and told apart as a fence by its error code (not its message).
     assert!(
-        matches!(err, fluxo::transactions::TxnError::Fatal(_)),
+        matches!(err, fluxo::transactions::TxnError::Fenced(_)),
         "{err}"
     );
+    assert!(err.is_fatal());
     assert!(old_txn.fatal().is_some());
 }
 

@@ -224,180 +224,190 @@ fn core_document() -> Value {
             "description": "Read-only views maintained by fluxo's processors. Every /v1 response is {\"as_of\", \"data\"}: as_of is the instant up to which the views are known to reflect every consumed input (it stops advancing while input is not applied, e.g. Kafka down). Money is an exact decimal string. Errors are {\"error\": message}."
         },
         "security": [{"bearerAuth": []}],
-        "paths": {
-            (super::ROUTE_DAILY_BALANCE): {"get": {
-                "summary": "One day's consolidated balance of an account",
-                "tags": ["cash-flow"],
-                "parameters": [
-                    id_param("account", "Account id.", "ACC-000001"),
-                    date_param("date", "path", "Business date.", "2024-01-15")
-                ],
-                "responses": {
-                    "200": envelope("The day's totals.", "DailyBalance"),
-                    "400": error("Bad account id or date."),
-                    "401": {"$ref": "#/components/responses/Unauthorized"},
-                    "404": error("Unknown account, or no entries that day (the message says which)."),
-                    "500": error("A stored row does not decode."),
-            "503": error("The state store cannot be reached; retry later (see Retry-After).")
-                }
-            }},
-            (super::ROUTE_DAILY_BALANCES): {"get": {
-                "summary": "Daily balances of an account over a date range, with the running balance",
-                "description": format!("Every day from `from` to `to` (at most {MAX_RANGE_DAYS} days), days without entries as zeros, and the running balance: the cumulative sum of `net` from `from` (the range starts at zero; the view holds daily flows, not an opening balance). 404 only for an account without any entries."),
-                "tags": ["cash-flow"],
-                "parameters": [
-                    id_param("account", "Account id.", "ACC-000001"),
-                    date_param("from", "query", "First day (included).", "2024-01-01"),
-                    date_param("to", "query", "Last day (included).", "2024-01-31")
-                ],
-                "responses": {
-                    "200": envelope("Every day of the range.", "DailyBalanceRange"),
-                    "400": error("Bad account id, missing or bad dates, from after to, range too long, unknown parameter."),
-                    "401": {"$ref": "#/components/responses/Unauthorized"},
-                    "404": error("Unknown account."),
-                    "500": error("A stored row does not decode."),
-            "503": error("The state store cannot be reached; retry later (see Retry-After).")
-                }
-            }},
-            (super::ROUTE_RISK_DECISION): {"get": {
-                "summary": "The risk decision on a transaction",
-                "tags": ["risk"],
-                "parameters": [id_param("transaction_id", "Transaction id.", "5f0c7a1e-8d2b-4c1a-9e3f-1b2c3d4e5f60")],
-                "responses": {
-                    "200": envelope("The decision, as published on risk-decisions.", "RiskDecision"),
-                    "400": error("Bad transaction id."),
-                    "401": {"$ref": "#/components/responses/Unauthorized"},
-                    "404": error("No decision for this transaction."),
-                    "500": error("A stored row does not decode."),
-            "503": error("The state store cannot be reached; retry later (see Retry-After).")
-                }
-            }},
-            (super::ROUTE_ALERTS): events_op(
-                "Price alerts of a symbol since a time",
-                "Alerts ordered by the triggering quote's time (to_time). When more remain, next_since is set: ask again with since=next_since (events at that exact millisecond may repeat; alert_id identifies them).",
-                "PriceAlertPage"),
-            (super::ROUTE_BELOW_AVERAGE): events_op(
-                "Below-average crossings and recoveries of a symbol since a time",
-                "Events ordered by event_time. Paging as for alerts.",
-                "BelowAverageEventPage"),
-            (super::ROUTE_OPENAPI): {"get": {
-                "summary": "This document", "tags": ["operations"], "security": [],
-                "responses": {"200": {"description": "OpenAPI 3.0 document.",
-                                      "content": {"application/json": {"schema": {"type": "object"}}}}}
-            }},
-            "/healthz": {"get": {
-                "summary": "Liveness: the process answers", "tags": ["operations"], "security": [],
-                "responses": {"200": {"description": "Alive.", "content": {"application/json": {"schema": {
-                    "type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}}}}}}
-            }},
-            "/readyz": {"get": {
-                "summary": "Readiness: state is restored and every processor runs", "tags": ["operations"], "security": [],
-                "responses": {
-                    "200": {"description": "Ready.", "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {"status": {"type": "string", "enum": ["ready"]}}}}}},
-                    "503": {"description": "Still restoring state, or the brokers cannot be reached.", "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {"status": {"type": "string", "enum": ["starting", "broker unreachable"]}}}}}}
-                }
-            }},
-            "/metrics": {"get": {
-                "summary": "Prometheus metrics", "tags": ["operations"], "security": [],
-                "responses": {"200": {"description": "Prometheus text exposition format 0.0.4.",
-                                      "content": {"text/plain": {"schema": {"type": "string"}}}}}
-            }}
-        },
-        "components": {
-            "securitySchemes": {"bearerAuth": {
-                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "HS256 (FLUXO_JWT_SECRET) or RS256/ES256 (FLUXO_JWT_PUBLIC_KEY); exp required."
-            }},
-            "responses": {"Unauthorized": {
-                "description": "Missing or invalid token (no detail given).",
-                "headers": {"WWW-Authenticate": {"schema": {"type": "string", "enum": ["Bearer"]}}},
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-            }},
-            "schemas": {
-                "AsOf": {"type": "string", "format": "date-time",
-                         "description": "The views reflect every input consumed up to this instant."},
-                "Error": {"type": "object", "required": ["error"], "properties": {
-                    "error": {"type": "string", "description": "What is wrong."},
-                    "as_of": {"$ref": "#/components/schemas/AsOf"}
-                }},
-                "DailyBalance": {"type": "object", "properties": {
-                    "account_id": {"type": "string"},
-                    "date": {"type": "string", "format": "date"},
-                    "total_credits": money("Sum of credits."),
-                    "total_debits": money("Sum of debits."),
-                    "net": money("total_credits - total_debits."),
-                    "entry_count": {"type": "integer", "format": "int64"},
-                    "last_entry_at": {"type": "string", "format": "date-time"},
-                    "updated_at": {"type": "string", "format": "date-time",
-                                   "description": "When the row last changed (processing time)."}
-                }},
-                "RangeDay": {"type": "object", "properties": {
-                    "date": {"type": "string", "format": "date"},
-                    "total_credits": money("Sum of credits (0.00 without entries)."),
-                    "total_debits": money("Sum of debits."),
-                    "net": money("total_credits - total_debits."),
-                    "entry_count": {"type": "integer", "format": "int64"},
-                    "last_entry_at": {"type": "string", "format": "date-time", "nullable": true},
-                    "updated_at": {"type": "string", "format": "date-time", "nullable": true},
-                    "running_balance": money("Cumulative net from the first day of the range to this one.")
-                }},
-                "DailyBalanceRange": {"type": "object", "properties": {
-                    "account_id": {"type": "string"},
-                    "from": {"type": "string", "format": "date"},
-                    "to": {"type": "string", "format": "date"},
-                    "total_credits": money("Sum over the range."),
-                    "total_debits": money("Sum over the range."),
-                    "net": money("Sum over the range."),
-                    "entry_count": {"type": "integer", "format": "int64"},
-                    "closing_balance": money("The running balance of the last day."),
-                    "days": {"type": "array", "items": {"$ref": "#/components/schemas/RangeDay"}}
-                }},
-                "RiskDecision": {"type": "object", "description": "As on the risk-decisions topic; times in epoch milliseconds.", "properties": {
-                    "transaction_id": {"type": "string"},
-                    "score": {"type": "integer", "minimum": 0, "maximum": 1000},
-                    "decision": {"type": "string", "enum": ["APPROVE", "REVIEW", "REJECT"]},
-                    "reasons": {"type": "array", "items": {"type": "object", "properties": {
-                        "rule_id": {"type": "string"},
-                        "contribution": {"type": "integer"},
-                        "text": {"type": "string"}
-                    }}},
-                    "degraded": {"type": "boolean"},
-                    "event_time": {"type": "integer", "format": "int64"},
-                    "decided_at": {"type": "integer", "format": "int64"},
-                    "latency_ms": {"type": "integer", "format": "int64"}
-                }},
-                "PriceAlert": {"type": "object", "description": "As on the price-alerts topic; times in epoch milliseconds.", "properties": {
-                    "alert_id": {"type": "string"},
-                    "symbol": {"type": "string"},
-                    "direction": {"type": "string", "enum": ["RISE", "FALL"]},
-                    "from_price": money("Reference price."),
-                    "from_time": {"type": "integer", "format": "int64"},
-                    "from_event_id": {"type": "string"},
-                    "to_price": money("Triggering price."),
-                    "to_time": {"type": "integer", "format": "int64"},
-                    "to_event_id": {"type": "string"},
-                    "change_pct": money("Change in percent."),
-                    "threshold_pct": money("Threshold crossed, in percent."),
-                    "window_start": {"type": "integer", "format": "int64"},
-                    "window_end": {"type": "integer", "format": "int64"}
-                }},
-                "BelowAverageEvent": {"type": "object", "description": "As on the below-average-events topic; times in epoch milliseconds.", "properties": {
-                    "event_id": {"type": "string"},
-                    "symbol": {"type": "string"},
-                    "kind": {"type": "string", "enum": ["BELOW", "RECOVERED"]},
-                    "price": money("Quote price."),
-                    "average": money("Average compared with."),
-                    "deviation_pct": money("(price - average) / average * 100."),
-                    "samples": {"type": "integer", "format": "int64"},
-                    "method": {"type": "string", "enum": ["SMA", "EWMA"]},
-                    "event_time": {"type": "integer", "format": "int64"},
-                    "quote_event_id": {"type": "string"}
-                }},
-                "PriceAlertPage": page("PriceAlert"),
-                "BelowAverageEventPage": page("BelowAverageEvent")
+        "paths": core_paths(),
+        "components": core_components()
+    })
+}
+
+/// The paths of the query API and the runtime endpoints.
+fn core_paths() -> Value {
+    json!({
+        (super::ROUTE_DAILY_BALANCE): {"get": {
+            "summary": "One day's consolidated balance of an account",
+            "tags": ["cash-flow"],
+            "parameters": [
+                id_param("account", "Account id.", "ACC-000001"),
+                date_param("date", "path", "Business date.", "2024-01-15")
+            ],
+            "responses": {
+                "200": envelope("The day's totals.", "DailyBalance"),
+                "400": error("Bad account id or date."),
+                "401": {"$ref": "#/components/responses/Unauthorized"},
+                "404": error("Unknown account, or no entries that day (the message says which)."),
+                "500": error("A stored row does not decode."),
+        "503": error("The state store cannot be reached; retry later (see Retry-After).")
             }
+        }},
+        (super::ROUTE_DAILY_BALANCES): {"get": {
+            "summary": "Daily balances of an account over a date range, with the running balance",
+            "description": format!("Every day from `from` to `to` (at most {MAX_RANGE_DAYS} days), days without entries as zeros, and the running balance: the cumulative sum of `net` from `from` (the range starts at zero; the view holds daily flows, not an opening balance). 404 only for an account without any entries."),
+            "tags": ["cash-flow"],
+            "parameters": [
+                id_param("account", "Account id.", "ACC-000001"),
+                date_param("from", "query", "First day (included).", "2024-01-01"),
+                date_param("to", "query", "Last day (included).", "2024-01-31")
+            ],
+            "responses": {
+                "200": envelope("Every day of the range.", "DailyBalanceRange"),
+                "400": error("Bad account id, missing or bad dates, from after to, range too long, unknown parameter."),
+                "401": {"$ref": "#/components/responses/Unauthorized"},
+                "404": error("Unknown account."),
+                "500": error("A stored row does not decode."),
+        "503": error("The state store cannot be reached; retry later (see Retry-After).")
+            }
+        }},
+        (super::ROUTE_RISK_DECISION): {"get": {
+            "summary": "The risk decision on a transaction",
+            "tags": ["risk"],
+            "parameters": [id_param("transaction_id", "Transaction id.", "5f0c7a1e-8d2b-4c1a-9e3f-1b2c3d4e5f60")],
+            "responses": {
+                "200": envelope("The decision, as published on risk-decisions.", "RiskDecision"),
+                "400": error("Bad transaction id."),
+                "401": {"$ref": "#/components/responses/Unauthorized"},
+                "404": error("No decision for this transaction."),
+                "500": error("A stored row does not decode."),
+        "503": error("The state store cannot be reached; retry later (see Retry-After).")
+            }
+        }},
+        (super::ROUTE_ALERTS): events_op(
+            "Price alerts of a symbol since a time",
+            "Alerts ordered by the triggering quote's time (to_time). When more remain, next_since is set: ask again with since=next_since (events at that exact millisecond may repeat; alert_id identifies them).",
+            "PriceAlertPage"),
+        (super::ROUTE_BELOW_AVERAGE): events_op(
+            "Below-average crossings and recoveries of a symbol since a time",
+            "Events ordered by event_time. Paging as for alerts.",
+            "BelowAverageEventPage"),
+        (super::ROUTE_OPENAPI): {"get": {
+            "summary": "This document", "tags": ["operations"], "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.0 document.",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}}}
+        }},
+        "/healthz": {"get": {
+            "summary": "Liveness: the process answers", "tags": ["operations"], "security": [],
+            "responses": {"200": {"description": "Alive.", "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}}}}}}
+        }},
+        "/readyz": {"get": {
+            "summary": "Readiness: state is restored and every processor runs", "tags": ["operations"], "security": [],
+            "responses": {
+                "200": {"description": "Ready.", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"status": {"type": "string", "enum": ["ready"]}}}}}},
+                "503": {"description": "Still restoring state, or the brokers cannot be reached.", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"status": {"type": "string", "enum": ["starting", "broker unreachable"]}}}}}}
+            }
+        }},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics", "tags": ["operations"], "security": [],
+            "responses": {"200": {"description": "Prometheus text exposition format 0.0.4.",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}}}
+        }}
+    })
+}
+
+/// The security scheme, shared responses and schemas of the core document.
+fn core_components() -> Value {
+    json!({
+        "securitySchemes": {"bearerAuth": {
+            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "HS256 (FLUXO_JWT_SECRET) or RS256/ES256 (FLUXO_JWT_PUBLIC_KEY); exp required."
+        }},
+        "responses": {"Unauthorized": {
+            "description": "Missing or invalid token (no detail given).",
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string", "enum": ["Bearer"]}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        }},
+        "schemas": {
+            "AsOf": {"type": "string", "format": "date-time",
+                     "description": "The views reflect every input consumed up to this instant."},
+            "Error": {"type": "object", "required": ["error"], "properties": {
+                "error": {"type": "string", "description": "What is wrong."},
+                "as_of": {"$ref": "#/components/schemas/AsOf"}
+            }},
+            "DailyBalance": {"type": "object", "properties": {
+                "account_id": {"type": "string"},
+                "date": {"type": "string", "format": "date"},
+                "total_credits": money("Sum of credits."),
+                "total_debits": money("Sum of debits."),
+                "net": money("total_credits - total_debits."),
+                "entry_count": {"type": "integer", "format": "int64"},
+                "last_entry_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time",
+                               "description": "When the row last changed (processing time)."}
+            }},
+            "RangeDay": {"type": "object", "properties": {
+                "date": {"type": "string", "format": "date"},
+                "total_credits": money("Sum of credits (0.00 without entries)."),
+                "total_debits": money("Sum of debits."),
+                "net": money("total_credits - total_debits."),
+                "entry_count": {"type": "integer", "format": "int64"},
+                "last_entry_at": {"type": "string", "format": "date-time", "nullable": true},
+                "updated_at": {"type": "string", "format": "date-time", "nullable": true},
+                "running_balance": money("Cumulative net from the first day of the range to this one.")
+            }},
+            "DailyBalanceRange": {"type": "object", "properties": {
+                "account_id": {"type": "string"},
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"},
+                "total_credits": money("Sum over the range."),
+                "total_debits": money("Sum over the range."),
+                "net": money("Sum over the range."),
+                "entry_count": {"type": "integer", "format": "int64"},
+                "closing_balance": money("The running balance of the last day."),
+                "days": {"type": "array", "items": {"$ref": "#/components/schemas/RangeDay"}}
+            }},
+            "RiskDecision": {"type": "object", "description": "As on the risk-decisions topic; times in epoch milliseconds.", "properties": {
+                "transaction_id": {"type": "string"},
+                "score": {"type": "integer", "minimum": 0, "maximum": 1000},
+                "decision": {"type": "string", "enum": ["APPROVE", "REVIEW", "REJECT"]},
+                "reasons": {"type": "array", "items": {"type": "object", "properties": {
+                    "rule_id": {"type": "string"},
+                    "contribution": {"type": "integer"},
+                    "text": {"type": "string"}
+                }}},
+                "degraded": {"type": "boolean"},
+                "event_time": {"type": "integer", "format": "int64"},
+                "decided_at": {"type": "integer", "format": "int64"},
+                "latency_ms": {"type": "integer", "format": "int64"}
+            }},
+            "PriceAlert": {"type": "object", "description": "As on the price-alerts topic; times in epoch milliseconds.", "properties": {
+                "alert_id": {"type": "string"},
+                "symbol": {"type": "string"},
+                "direction": {"type": "string", "enum": ["RISE", "FALL"]},
+                "from_price": money("Reference price."),
+                "from_time": {"type": "integer", "format": "int64"},
+                "from_event_id": {"type": "string"},
+                "to_price": money("Triggering price."),
+                "to_time": {"type": "integer", "format": "int64"},
+                "to_event_id": {"type": "string"},
+                "change_pct": money("Change in percent."),
+                "threshold_pct": money("Threshold crossed, in percent."),
+                "window_start": {"type": "integer", "format": "int64"},
+                "window_end": {"type": "integer", "format": "int64"}
+            }},
+            "BelowAverageEvent": {"type": "object", "description": "As on the below-average-events topic; times in epoch milliseconds.", "properties": {
+                "event_id": {"type": "string"},
+                "symbol": {"type": "string"},
+                "kind": {"type": "string", "enum": ["BELOW", "RECOVERED"]},
+                "price": money("Quote price."),
+                "average": money("Average compared with."),
+                "deviation_pct": money("(price - average) / average * 100."),
+                "samples": {"type": "integer", "format": "int64"},
+                "method": {"type": "string", "enum": ["SMA", "EWMA"]},
+                "event_time": {"type": "integer", "format": "int64"},
+                "quote_event_id": {"type": "string"}
+            }},
+            "PriceAlertPage": page("PriceAlert"),
+            "BelowAverageEventPage": page("BelowAverageEvent")
         }
     })
 }

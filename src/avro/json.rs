@@ -34,7 +34,8 @@
 
 use super::decimal::{self, DecimalError, DecimalSpec};
 use apache_avro::schema::{
-    DecimalSchema, InnerDecimalSchema, Name, NamespaceRef, RecordSchema, ResolvedSchema, UuidSchema,
+    ArraySchema, DecimalSchema, InnerDecimalSchema, MapSchema, Name, NamespaceRef, RecordSchema,
+    ResolvedSchema, UnionSchema, UuidSchema,
 };
 use apache_avro::types::Value;
 use apache_avro::Schema;
@@ -332,93 +333,124 @@ impl<'s> JsonCodec<'s> {
                     ))),
                 }
             }
-            Schema::Array(array) => {
-                let Json::Array(items) = json else {
-                    return Err(path.error(format!("expected an array, got {}", got())));
-                };
-                let mut out = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
-                    let saved = path.push_index(i);
-                    out.push(self.convert(&array.items, item, ns, mode, path)?);
-                    path.restore(saved);
-                }
-                Ok(Value::Array(out))
-            }
-            Schema::Map(map) => {
-                let Json::Object(entries) = json else {
-                    return Err(path.error(format!("expected an object (map), got {}", got())));
-                };
-                let mut out = HashMap::with_capacity(entries.len());
-                for (key, item) in entries {
-                    let saved = path.push_field(key);
-                    out.insert(key.clone(), self.convert(&map.types, item, ns, mode, path)?);
-                    path.restore(saved);
-                }
-                Ok(Value::Map(out))
-            }
+            Schema::Array(array) => self.array(array, json, ns, mode, path),
+            Schema::Map(map) => self.map(map, json, ns, mode, path),
             Schema::Record(record) => self.record(record, json, ns, mode, path),
-            Schema::Union(union) => {
-                let variants = union.variants();
-                if mode == Mode::Default {
-                    // The default is for the first branch; tolerate defaults written for another.
-                    let mut first_error = None;
+            Schema::Union(union) => self.union(union, json, ns, mode, path),
+        }
+    }
+
+    /// An Avro array from a JSON array, item by item.
+    fn array(
+        &self,
+        array: &ArraySchema,
+        json: &Json,
+        ns: NamespaceRef,
+        mode: Mode,
+        path: &mut Path,
+    ) -> Result<Value, JsonError> {
+        let Json::Array(items) = json else {
+            return Err(path.error(format!("expected an array, got {}", describe(json))));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let saved = path.push_index(i);
+            out.push(self.convert(&array.items, item, ns, mode, path)?);
+            path.restore(saved);
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// An Avro map from a JSON object, entry by entry.
+    fn map(
+        &self,
+        map: &MapSchema,
+        json: &Json,
+        ns: NamespaceRef,
+        mode: Mode,
+        path: &mut Path,
+    ) -> Result<Value, JsonError> {
+        let Json::Object(entries) = json else {
+            return Err(path.error(format!("expected an object (map), got {}", describe(json))));
+        };
+        let mut out = HashMap::with_capacity(entries.len());
+        for (key, item) in entries {
+            let saved = path.push_field(key);
+            out.insert(key.clone(), self.convert(&map.types, item, ns, mode, path)?);
+            path.restore(saved);
+        }
+        Ok(Value::Map(out))
+    }
+
+    /// A union's value: in a default, the first branch that fits; in input, null, the wrapped
+    /// form `{"<branch>": value}`, or the one non-null branch the value fits.
+    fn union(
+        &self,
+        union: &UnionSchema,
+        json: &Json,
+        ns: NamespaceRef,
+        mode: Mode,
+        path: &mut Path,
+    ) -> Result<Value, JsonError> {
+        let variants = union.variants();
+        if mode == Mode::Default {
+            // The default is for the first branch; tolerate defaults written for another.
+            let mut first_error = None;
+            for (i, variant) in variants.iter().enumerate() {
+                match self.convert(variant, json, ns, mode, path) {
+                    Ok(v) => return Ok(Value::Union(i as u32, Box::new(v))),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            return Err(first_error.unwrap_or_else(|| path.error("empty union")));
+        }
+        if json.is_null() {
+            return match variants.iter().position(|v| matches!(v, Schema::Null)) {
+                Some(i) => Ok(Value::Union(i as u32, Box::new(Value::Null))),
+                None => Err(path.error(format!(
+                    "expected one of {}, got null",
+                    self.branch_names(variants, ns).join(", ")
+                ))),
+            };
+        }
+        // Avro-JSON's wrapped form: {"<branch type name>": value}.
+        if let Json::Object(entries) = json {
+            if entries.len() == 1 {
+                if let Some((key, inner)) = entries.iter().next() {
                     for (i, variant) in variants.iter().enumerate() {
-                        match self.convert(variant, json, ns, mode, path) {
-                            Ok(v) => return Ok(Value::Union(i as u32, Box::new(v))),
-                            Err(e) => {
-                                first_error.get_or_insert(e);
-                            }
-                        }
-                    }
-                    return Err(first_error.unwrap_or_else(|| path.error("empty union")));
-                }
-                if json.is_null() {
-                    return match variants.iter().position(|v| matches!(v, Schema::Null)) {
-                        Some(i) => Ok(Value::Union(i as u32, Box::new(Value::Null))),
-                        None => Err(path.error(format!(
-                            "expected one of {}, got null",
-                            self.branch_names(variants, ns).join(", ")
-                        ))),
-                    };
-                }
-                // Avro-JSON's wrapped form: {"<branch type name>": value}.
-                if let Json::Object(entries) = json {
-                    if entries.len() == 1 {
-                        if let Some((key, inner)) = entries.iter().next() {
-                            for (i, variant) in variants.iter().enumerate() {
-                                if self.branch_matches(variant, key, ns) {
-                                    let saved = path.push_field(key);
-                                    let v = self.convert(variant, inner, ns, mode, path)?;
-                                    path.restore(saved);
-                                    return Ok(Value::Union(i as u32, Box::new(v)));
-                                }
-                            }
+                        if self.branch_matches(variant, key, ns) {
+                            let saved = path.push_field(key);
+                            let v = self.convert(variant, inner, ns, mode, path)?;
+                            path.restore(saved);
+                            return Ok(Value::Union(i as u32, Box::new(v)));
                         }
                     }
                 }
-                let candidates: Vec<(usize, &Schema)> = variants
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| !matches!(v, Schema::Null))
-                    .collect();
-                let mut errors = Vec::new();
-                for &(i, variant) in &candidates {
-                    match self.convert(variant, json, ns, mode, path) {
-                        Ok(v) => return Ok(Value::Union(i as u32, Box::new(v))),
-                        Err(e) => errors.push(e),
-                    }
-                }
-                if errors.len() == 1 {
-                    // One non-null branch: its error is the most precise explanation.
-                    return Err(errors.remove(0));
-                }
-                Err(path.error(format!(
-                    "expected one of {}, got {}",
-                    self.branch_names(variants, ns).join(", "),
-                    got()
-                )))
             }
         }
+        let candidates: Vec<(usize, &Schema)> = variants
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !matches!(v, Schema::Null))
+            .collect();
+        let mut errors = Vec::new();
+        for &(i, variant) in &candidates {
+            match self.convert(variant, json, ns, mode, path) {
+                Ok(v) => return Ok(Value::Union(i as u32, Box::new(v))),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.len() == 1 {
+            // One non-null branch: its error is the most precise explanation.
+            return Err(errors.remove(0));
+        }
+        Err(path.error(format!(
+            "expected one of {}, got {}",
+            self.branch_names(variants, ns).join(", "),
+            describe(json)
+        )))
     }
 
     fn decimal(

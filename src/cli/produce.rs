@@ -209,7 +209,6 @@ pub async fn produce(topology_path: &Path, args: ProduceArgs) -> Result<(), Fail
         schema,
     };
     let key_field = topic_cfg.key.clone();
-    let strict = args.strict;
     let started = Instant::now();
 
     let (sent, skipped, sender) = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
@@ -217,66 +216,10 @@ pub async fn produce(topology_path: &Path, args: ProduceArgs) -> Result<(), Fail
             start: Instant::now(),
             rate: args.rate,
         };
-        let mut sent = 0u64;
-        let mut skipped = 0u64;
-        if let Some(kind) = args.simulate {
-            let bar = progress(Some(args.count));
-            let seed = args.seed.unwrap_or_else(rand::random);
-            let mut sim = Simulator::new(kind, seed);
-            // Paced runs stamp records with the wall clock. Flat-out runs spread event times
-            // over the past (one record every 250 ms, ending now), so windows, lateness and
-            // jumps "within minutes" mean what they would in a live feed.
-            let step = 250;
-            let first = crate::simulate::now_millis() - args.count as i64 * step;
-            for i in 0..args.count {
-                pacer.wait(i);
-                let now = if args.rate.is_some() {
-                    crate::simulate::now_millis()
-                } else {
-                    first + i as i64 * step
-                };
-                let (key, value) = sim.next_record(now);
-                sender.send(&key, value)?;
-                sent += 1;
-                bar.inc(1);
-            }
-            bar.finish_and_clear();
-        } else {
-            let reader: Box<dyn BufRead> = match &args.file {
-                Some(f) => Box::new(std::io::BufReader::new(
-                    std::fs::File::open(f)
-                        .map_err(|e| anyhow::anyhow!("opening {}: {e}", f.display()))?,
-                )),
-                None => Box::new(std::io::stdin().lock()),
-            };
-            let bar = progress(None);
-            for (n, line) in reader.lines().enumerate() {
-                let line_no = n + 1;
-                let line = line.map_err(|e| anyhow::anyhow!("reading line {line_no}: {e}"))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let parsed = json_line(schema, &line, key_field.as_deref());
-                match parsed {
-                    Ok((key, value)) => {
-                        pacer.wait(sent);
-                        sender.send(&key, value)?;
-                        sent += 1;
-                        bar.inc(1);
-                    }
-                    Err(e) if strict => {
-                        return Err(Failure::Runtime(anyhow::anyhow!(
-                            "line {line_no}: {e} (aborting: --strict)"
-                        )));
-                    }
-                    Err(e) => {
-                        eprintln!("fluxo: line {line_no} skipped: {e}");
-                        skipped += 1;
-                    }
-                }
-            }
-            bar.finish_and_clear();
-        }
+        let (sent, skipped) = match args.simulate {
+            Some(kind) => (send_simulated(&sender, kind, &args, &pacer)?, 0),
+            None => send_lines(&sender, &args, key_field.as_deref(), &pacer)?,
+        };
         Ok((sent, skipped, sender))
     })
     .await
@@ -323,6 +266,84 @@ pub fn json_line(
                 .map(|v| (key, v))
                 .map_err(|e| e.to_string())
         })
+}
+
+/// Send `args.count` records of simulated `kind`; returns how many were sent.
+fn send_simulated(
+    sender: &Sender,
+    kind: SimKind,
+    args: &ProduceArgs,
+    pacer: &Pacer,
+) -> Result<u64, Failure> {
+    let bar = progress(Some(args.count));
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let mut sim = Simulator::new(kind, seed);
+    // Paced runs stamp records with the wall clock. Flat-out runs spread event times
+    // over the past (one record every 250 ms, ending now), so windows, lateness and
+    // jumps "within minutes" mean what they would in a live feed.
+    let step = 250;
+    let first = crate::simulate::now_millis() - args.count as i64 * step;
+    let mut sent = 0u64;
+    for i in 0..args.count {
+        pacer.wait(i);
+        let now = if args.rate.is_some() {
+            crate::simulate::now_millis()
+        } else {
+            first + i as i64 * step
+        };
+        let (key, value) = sim.next_record(now);
+        sender.send(&key, value)?;
+        sent += 1;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(sent)
+}
+
+/// Send the JSON lines of `args.file` (stdin without one), keyed by `key_field`; returns how
+/// many were sent and how many skipped (not JSON, or not valid for the schema). With
+/// `--strict` the first bad line fails the run instead.
+fn send_lines(
+    sender: &Sender,
+    args: &ProduceArgs,
+    key_field: Option<&str>,
+    pacer: &Pacer,
+) -> Result<(u64, u64), Failure> {
+    let reader: Box<dyn BufRead> = match &args.file {
+        Some(f) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(f).map_err(|e| anyhow::anyhow!("opening {}: {e}", f.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let bar = progress(None);
+    let (mut sent, mut skipped) = (0u64, 0u64);
+    for (n, line) in reader.lines().enumerate() {
+        let line_no = n + 1;
+        let line = line.map_err(|e| anyhow::anyhow!("reading line {line_no}: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = json_line(sender.schema, &line, key_field);
+        match parsed {
+            Ok((key, value)) => {
+                pacer.wait(sent);
+                sender.send(&key, value)?;
+                sent += 1;
+                bar.inc(1);
+            }
+            Err(e) if args.strict => {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "line {line_no}: {e} (aborting: --strict)"
+                )));
+            }
+            Err(e) => {
+                eprintln!("fluxo: line {line_no} skipped: {e}");
+                skipped += 1;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok((sent, skipped))
 }
 
 /// The record key: the value of the topic's key field, or empty.

@@ -298,24 +298,7 @@ pub fn run(
     let config = processor_config(live, req)?;
     let range = range::resolve(live, &config, &req.start, req.to)?;
     if req.target == Target::Live {
-        let all = live
-            .processors
-            .get(&req.processor)
-            .map(|p| p.inputs.len())
-            .unwrap_or(0);
-        let listed: std::collections::BTreeSet<&String> =
-            range.inputs.keys().map(|(t, _)| t).collect();
-        let partitions = live
-            .topics
-            .iter()
-            .filter(|(t, _)| config.inputs.contains(t))
-            .map(|(_, c)| c.partitions as usize)
-            .sum::<usize>();
-        if listed.len() != all || range.inputs.len() < partitions {
-            return Err(ReplayError::Usage(
-                "--into live rebuilds the whole view: give a start for every input partition, or a time, or `beginning`".into(),
-            ));
-        }
+        check_live_covers_every_partition(live, &req.processor, &config, &range)?;
     }
     let started = Instant::now();
     let id = match (&req.id, req.target) {
@@ -338,117 +321,27 @@ pub fn run(
         .collect();
 
     // The store, emptied for this processor, with checkpoints at the start of the range.
-    let (store, state): (Arc<dyn StateStore>, PathBuf) = match &id {
-        Some(id) => {
-            handle.block_on(create_replay_topics(live, &config, &suffix))?;
-            let path = state_path(live, id);
-            if path.exists() {
-                std::fs::remove_file(&path)
-                    .map_err(|e| anyhow::anyhow!("cannot reset {}: {e}", path.display()))?;
-            }
-            let store = EmbeddedStore::open(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            (Arc::new(store), path)
-        }
-        None => {
-            let store = open_live_store(live)?;
-            // On a shared store, take the processor's partitions first: running instances'
-            // commits are refused from here on (the embedded store's file lock refused this
-            // rebuild already while one runs).
-            let partitions: Vec<(String, i32)> = range.inputs.keys().cloned().collect();
-            store
-                .claim(&config.name, &partitions)
-                .map_err(|e| anyhow::anyhow!("claiming the live partitions: {e}"))?;
-            store
-                .drop_namespace(
-                    crate::catalog::StoreNamespace::new(config.kind, &config.name).prefix(),
-                )
-                .and_then(|()| store.drop_namespace(config.kind.view()))
-                .map_err(|e| anyhow::anyhow!("dropping the live state: {e}"))?;
-            let state = match live.state.backend {
-                crate::config::Backend::Scylla => PathBuf::from(format!(
-                    "scylla keyspace {}",
-                    live.state.keyspace.as_deref().unwrap_or("fluxo")
-                )),
-                crate::config::Backend::Embedded => live.state_path(),
-            };
-            (store, state)
-        }
+    let (store, state) = match &id {
+        Some(id) => fresh_store(live, &config, id, &suffix, handle)?,
+        None => emptied_live_store(live, &config, &range)?,
     };
-    let mut batch = WriteBatch::new();
-    let positions = range
-        .inputs
-        .iter()
-        .map(|(k, (s, _))| (k, *s))
-        .chain(range.globals.iter().map(|(k, (low, _))| (k, *low)));
-    for ((topic, partition), next_offset) in positions {
-        batch.checkpoints.push(Checkpoint {
-            processor: name.clone(),
-            topic: topic.clone(),
-            partition: *partition,
-            next_offset,
-        });
-    }
-    store
-        .commit(batch)
-        .map_err(|e| anyhow::anyhow!("writing the start offsets: {e}"))?;
+    write_start_offsets(&*store, &name, &range)?;
 
-    // One engine run per input partition, in order.
     let sr = registry_settings(&live.schema_registry.url)?;
     let ids = handle.block_on(register_topic_schemas(live, &sr))?;
-    let globals: BTreeMap<(String, i32), i64> = range
-        .globals
-        .iter()
-        .map(|(k, (_, e))| (k.clone(), *e))
-        .collect();
-    let mut progress = progress::Progress::new(range.total());
-    for ((topic, partition), (start, end)) in &range.inputs {
-        if start >= end || shutdown.load(Ordering::SeqCst) {
-            continue;
-        }
-        let codec = Codec::new(handle.clone(), sr.clone(), ids.clone());
-        let job = crate::jobs::build(&config, codec)?;
-        let mut ends = globals.clone();
-        ends.insert((topic.clone(), *partition), *end);
-        let spec = EngineSpec {
-            inputs: config.inputs.clone(),
-            global_inputs: config.global_inputs.clone(),
-            name: name.clone(),
-            job,
-            store: store.clone(),
-            clock: Clock::RecordTime,
-            freshness: None,
-            started: Arc::new(AtomicBool::new(false)),
-            bounds: Some(Bounds {
-                ends,
-                topic_suffix: suffix.clone(),
-            }),
-        };
-        let topo = live.clone();
-        let flag = shutdown.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("fluxo-replay-{partition}"))
-            .spawn(move || engine::run(&topo, spec, flag))
-            .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
-        while !thread.is_finished() {
-            progress.update(done(&name, &range));
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        match thread.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(ReplayError::Runtime(
-                    e.context(format!("replaying {topic}:{partition}")),
-                ))
-            }
-            Err(_) => {
-                return Err(ReplayError::Runtime(anyhow::anyhow!(
-                    "the replay engine panicked"
-                )))
-            }
-        }
-    }
+    let engines = PartitionEngines {
+        live,
+        config: &config,
+        range: &range,
+        name: &name,
+        suffix: &suffix,
+        store,
+        handle,
+        sr: &sr,
+        ids: &ids,
+    };
+    engines.run_in_order(&shutdown)?;
     let read = done(&name, &range);
-    progress.finish(read);
     if shutdown.load(Ordering::SeqCst) {
         return Err(ReplayError::Runtime(anyhow::anyhow!(
             "interrupted after {read} of {} records; run the replay again to start over",
@@ -477,6 +370,192 @@ pub fn run(
         None
     };
     Ok((summary, report))
+}
+
+/// `--into live` rebuilds the whole view, so the range must start every input partition.
+fn check_live_covers_every_partition(
+    live: &Topology,
+    processor: &str,
+    config: &ProcessorConfig,
+    range: &Range,
+) -> Result<(), ReplayError> {
+    let all = live
+        .processors
+        .get(processor)
+        .map(|p| p.inputs.len())
+        .unwrap_or(0);
+    let listed: std::collections::BTreeSet<&String> = range.inputs.keys().map(|(t, _)| t).collect();
+    let partitions = live
+        .topics
+        .iter()
+        .filter(|(t, _)| config.inputs.contains(t))
+        .map(|(_, c)| c.partitions as usize)
+        .sum::<usize>();
+    if listed.len() != all || range.inputs.len() < partitions {
+        return Err(ReplayError::Usage(
+            "--into live rebuilds the whole view: give a start for every input partition, or a time, or `beginning`".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The store of a fresh replay `id`: its topics created, an empty embedded store of its own.
+fn fresh_store(
+    live: &Topology,
+    config: &ProcessorConfig,
+    id: &str,
+    suffix: &str,
+    handle: &tokio::runtime::Handle,
+) -> Result<(Arc<dyn StateStore>, PathBuf), ReplayError> {
+    handle.block_on(create_replay_topics(live, config, suffix))?;
+    let path = state_path(live, id);
+    if path.exists() {
+        std::fs::remove_file(&path)
+            .map_err(|e| anyhow::anyhow!("cannot reset {}: {e}", path.display()))?;
+    }
+    let store = EmbeddedStore::open(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((Arc::new(store), path))
+}
+
+/// The live store, its partitions claimed and the processor's state and view dropped (a live
+/// rebuild), and where it is (for the summary).
+fn emptied_live_store(
+    live: &Topology,
+    config: &ProcessorConfig,
+    range: &Range,
+) -> Result<(Arc<dyn StateStore>, PathBuf), ReplayError> {
+    let store = open_live_store(live)?;
+    // On a shared store, take the processor's partitions first: running instances'
+    // commits are refused from here on (the embedded store's file lock refused this
+    // rebuild already while one runs).
+    let partitions: Vec<(String, i32)> = range.inputs.keys().cloned().collect();
+    store
+        .claim(&config.name, &partitions)
+        .map_err(|e| anyhow::anyhow!("claiming the live partitions: {e}"))?;
+    store
+        .drop_namespace(crate::catalog::StoreNamespace::new(config.kind, &config.name).prefix())
+        .and_then(|()| store.drop_namespace(config.kind.view()))
+        .map_err(|e| anyhow::anyhow!("dropping the live state: {e}"))?;
+    let state = match live.state.backend {
+        crate::config::Backend::Scylla => PathBuf::from(format!(
+            "scylla keyspace {}",
+            live.state.keyspace.as_deref().unwrap_or("fluxo")
+        )),
+        crate::config::Backend::Embedded => live.state_path(),
+    };
+    Ok((store, state))
+}
+
+/// Checkpoint `name` at the start of the range: every input partition at its start, every
+/// global partition at its low watermark.
+fn write_start_offsets(
+    store: &dyn StateStore,
+    name: &str,
+    range: &Range,
+) -> Result<(), ReplayError> {
+    let mut batch = WriteBatch::new();
+    let positions = range
+        .inputs
+        .iter()
+        .map(|(k, (s, _))| (k, *s))
+        .chain(range.globals.iter().map(|(k, (low, _))| (k, *low)));
+    for ((topic, partition), next_offset) in positions {
+        batch.checkpoints.push(Checkpoint {
+            processor: name.to_string(),
+            topic: topic.clone(),
+            partition: *partition,
+            next_offset,
+        });
+    }
+    store
+        .commit(batch)
+        .map_err(|e| anyhow::anyhow!("writing the start offsets: {e}"))?;
+    Ok(())
+}
+
+/// The bounded engine runs of a replay: one per input partition, in order.
+struct PartitionEngines<'a> {
+    live: &'a Topology,
+    config: &'a ProcessorConfig,
+    range: &'a Range,
+    /// The replay's processor name (checkpoints, metrics).
+    name: &'a str,
+    /// Appended to every produced topic.
+    suffix: &'a str,
+    store: Arc<dyn StateStore>,
+    /// What each engine's codec is built from (one codec per engine thread).
+    handle: &'a tokio::runtime::Handle,
+    sr: &'a schema_registry_converter::async_impl::schema_registry::SrSettings,
+    ids: &'a std::collections::HashMap<String, u32>,
+}
+
+impl PartitionEngines<'_> {
+    /// Run an engine over each input partition's range in turn (skipping empty ranges, and
+    /// everything once `shutdown` is set), reporting progress.
+    fn run_in_order(&self, shutdown: &Arc<AtomicBool>) -> Result<(), ReplayError> {
+        let mut progress = progress::Progress::new(self.range.total());
+        for ((topic, partition), (start, end)) in &self.range.inputs {
+            if start >= end || shutdown.load(Ordering::SeqCst) {
+                continue;
+            }
+            self.run_one(topic, *partition, *end, shutdown, &mut progress)?;
+        }
+        progress.finish(done(self.name, self.range));
+        Ok(())
+    }
+
+    /// Run the engine over `topic:partition` up to `end` (and the global tables up to theirs).
+    fn run_one(
+        &self,
+        topic: &str,
+        partition: i32,
+        end: i64,
+        shutdown: &Arc<AtomicBool>,
+        progress: &mut progress::Progress,
+    ) -> Result<(), ReplayError> {
+        let codec = Codec::new(self.handle.clone(), self.sr.clone(), self.ids.clone());
+        let job = crate::jobs::build(self.config, codec)?;
+        let mut ends: BTreeMap<(String, i32), i64> = self
+            .range
+            .globals
+            .iter()
+            .map(|(k, (_, e))| (k.clone(), *e))
+            .collect();
+        ends.insert((topic.to_string(), partition), end);
+        let spec = EngineSpec {
+            inputs: self.config.inputs.clone(),
+            global_inputs: self.config.global_inputs.clone(),
+            name: self.name.to_string(),
+            job,
+            store: self.store.clone(),
+            clock: Clock::RecordTime,
+            freshness: None,
+            started: Arc::new(AtomicBool::new(false)),
+            bounds: Some(Bounds {
+                ends,
+                topic_suffix: self.suffix.to_string(),
+            }),
+        };
+        let topo = self.live.clone();
+        let flag = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("fluxo-replay-{partition}"))
+            .spawn(move || engine::run(&topo, spec, flag))
+            .map_err(|e| anyhow::anyhow!("starting the engine: {e}"))?;
+        while !thread.is_finished() {
+            progress.update(done(self.name, self.range));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        match thread.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ReplayError::Runtime(
+                e.context(format!("replaying {topic}:{partition}")),
+            )),
+            Err(_) => Err(ReplayError::Runtime(anyhow::anyhow!(
+                "the replay engine panicked"
+            ))),
+        }
+    }
 }
 
 /// Create the topics of a fresh replay (outputs and dead-letter topics, with `suffix`), with

@@ -1,0 +1,257 @@
+//! How one input record, or one tick of time, runs through the job: state reads, outputs with
+//! their deterministic ids, dead letters, stream time.
+
+use super::checkpoint::Checkpointer;
+use super::task::{StreamTime, Task};
+use super::{
+    DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_PROCESSOR, DLQ_REASON, DLQ_TOPIC, ID_HEADER,
+};
+use crate::jobs::{DeadLetter, JobError, Output, RawRecord};
+use crate::metrics;
+use crate::state::{StateStore, StoreReader};
+use fluxo_processors::{RecordMeta, Tick};
+use std::time::Instant;
+
+/// Copy the input's W3C trace headers onto its outputs, so a trace started upstream continues
+/// past fluxo even with tracing off (with tracing on, the `publish` span replaces them with its
+/// own, a child of the same trace).
+fn forward_trace_headers(rec: &RawRecord<'_>, outputs: &mut [Output]) {
+    let Some(headers) = &rec.headers else {
+        return;
+    };
+    let trace = headers.iter().filter(|(k, _)| {
+        *k == crate::telemetry::kafka::TRACEPARENT || *k == crate::telemetry::kafka::TRACESTATE
+    });
+    for (k, v) in trace {
+        for out in outputs.iter_mut() {
+            if !out.headers.iter().any(|(have, _)| have == k) {
+                out.headers.push((k.to_string(), v.to_vec()));
+            }
+        }
+    }
+}
+
+/// A reader of the committed `store` that also sees the staged checkpoint's writes: the
+/// processor may have dropped those keys from its cache after staging them, and the store does
+/// not have them yet. A free function, so the job can be borrowed mutably beside it.
+fn reader<'a>(store: &'a dyn StateStore, checkpointer: &'a Checkpointer) -> StoreReader<'a> {
+    StoreReader::with_overlay(store, checkpointer.staged().map(|s| &s.batch.writes))
+}
+
+impl Task {
+    /// Run one record through the job and produce what comes out.
+    ///
+    /// # Errors
+    /// When the record must be retried from the last checkpoint (a failed state read, a
+    /// dependency down); nothing of it was produced.
+    pub(super) fn handle(
+        &mut self,
+        rec: &RawRecord<'_>,
+        processing_time: i64,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        // Traced records: the `process` span is current (log lines carry its ids) until return.
+        let _process = rec.trace.as_ref().map(|t| t.enter());
+        metrics::RECORDS_IN
+            .with_label_values(&[&self.name, rec.topic])
+            .inc();
+        let mut outputs = std::mem::take(&mut self.outputs);
+        outputs.clear();
+        // Reads see the staged checkpoint's writes: the processor may have dropped those keys from
+        // its cache after staging them, and the store does not have them yet.
+        let reader = reader(&*self.store, &self.checkpointer);
+        let result = self
+            .job
+            .process(rec, processing_time, &reader, &mut outputs);
+        if let Some(e) = reader.take_error() {
+            self.outputs = outputs;
+            return Err(e.to_string());
+        }
+        match result {
+            Ok(()) => {
+                for (i, out) in outputs.iter_mut().enumerate() {
+                    let id = format!(
+                        "{}:{}/{}/{}/{}",
+                        self.name, rec.topic, rec.partition, rec.offset, i
+                    );
+                    out.headers.push((ID_HEADER.to_string(), id.into_bytes()));
+                }
+            }
+            Err(JobError::Dead(dl)) => {
+                outputs.clear();
+                outputs.push(self.dead_letter(rec, &dl));
+            }
+            Err(JobError::Retry(why)) => {
+                self.outputs = outputs;
+                return Err(why);
+            }
+        }
+        forward_trace_headers(rec, &mut outputs);
+        self.observe_position(rec);
+        // Re-processed only to rebuild state: the outputs were committed in an earlier transaction.
+        let replayed = self
+            .checkpointer
+            .transactions()
+            .is_some_and(|t| t.already_committed(rec.topic, rec.partition, rec.offset));
+        for out in outputs.iter_mut().filter(|_| !replayed) {
+            let _publish = rec.trace.as_ref().and_then(|t| t.publish(out));
+            self.produce(out);
+            if out.dead_letter.is_none() {
+                metrics::RECORDS_OUT
+                    .with_label_values(&[&self.name, &out.topic])
+                    .inc();
+            }
+        }
+        self.outputs = outputs;
+        self.pending
+            .insert((rec.topic.to_string(), rec.partition), rec.offset + 1);
+        self.since_checkpoint += 1;
+        metrics::PROCESSING_SECONDS
+            .with_label_values(&[&self.name])
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(ts) = rec.timestamp {
+            let latency = (processing_time - ts).max(0) as f64 / 1000.0;
+            metrics::EVENT_TIME_LATENCY_SECONDS
+                .with_label_values(&[&self.name])
+                .observe(latency);
+        }
+        Ok(())
+    }
+
+    /// Remember `rec` as the last input and advance its partition's stream time.
+    fn observe_position(&mut self, rec: &RawRecord<'_>) {
+        match &mut self.last_input {
+            Some((topic, partition, offset)) => {
+                if topic != rec.topic {
+                    rec.topic.clone_into(topic);
+                }
+                *partition = rec.partition;
+                *offset = rec.offset;
+            }
+            None => self.last_input = Some((rec.topic.to_string(), rec.partition, rec.offset)),
+        }
+        let Some(ts) = rec.timestamp else { return };
+        // A handful of partitions per engine: a scan beats a map keyed by an owned topic.
+        match self
+            .stream_times
+            .iter_mut()
+            .find(|s| s.partition == rec.partition && s.topic == rec.topic)
+        {
+            Some(s) if ts > s.time => {
+                s.time = ts;
+                s.advanced = true;
+            }
+            Some(_) => {}
+            None => self.stream_times.push(StreamTime {
+                topic: rec.topic.to_string(),
+                partition: rec.partition,
+                time: ts,
+                advanced: true,
+            }),
+        }
+    }
+
+    /// Tell the job about every partition whose stream time advanced.
+    pub(super) fn tick_stream_times(&mut self, processing_time: i64) -> Result<(), String> {
+        let advanced: Vec<(String, i32, i64)> = self
+            .stream_times
+            .iter_mut()
+            .filter_map(|s| std::mem::take(&mut s.advanced).then_some(&*s))
+            .map(|s| (s.topic.clone(), s.partition, s.time))
+            .collect();
+        for (topic, partition, time) in advanced {
+            let tick = Tick::StreamTime {
+                topic: &topic,
+                partition,
+                time,
+            };
+            self.tick(tick, processing_time)?;
+        }
+        Ok(())
+    }
+
+    /// Run a [`Tick`] through the job and produce what comes out. Its outputs are named after
+    /// the last input record (`<processor>:<topic>/<partition>/<offset>/t<time>.<n>`), so the
+    /// replay diff places them in the range of that record.
+    ///
+    /// # Errors
+    /// When the tick must be retried from the last checkpoint (a failed state read).
+    pub(super) fn tick(&mut self, tick: Tick<'_>, processing_time: i64) -> Result<(), String> {
+        // Nothing was handed to the job since it was built: it holds nothing back.
+        let Some((topic, partition, offset)) = self.last_input.clone() else {
+            return Ok(());
+        };
+        let mut outputs = std::mem::take(&mut self.outputs);
+        outputs.clear();
+        let reader = reader(&*self.store, &self.checkpointer);
+        let meta = RecordMeta {
+            topic: &topic,
+            partition,
+            offset,
+            timestamp: None,
+            processing_time,
+        };
+        let result = self.job.tick(tick, meta, &reader, &mut outputs);
+        if let Some(e) = reader.take_error() {
+            self.outputs = outputs;
+            return Err(e.to_string());
+        }
+        if let Err(e) = result {
+            self.outputs = outputs;
+            return Err(format!("{e:?}"));
+        }
+        if outputs.is_empty() {
+            self.outputs = outputs;
+            return Ok(());
+        }
+        for (i, out) in outputs.iter_mut().enumerate() {
+            let id = format!(
+                "{}:{topic}/{partition}/{offset}/t{processing_time}.{i}",
+                self.name
+            );
+            out.headers.push((ID_HEADER.to_string(), id.into_bytes()));
+            self.produce(out);
+            metrics::RECORDS_OUT
+                .with_label_values(&[&self.name, &out.topic])
+                .inc();
+        }
+        self.outputs = outputs;
+        // What the tick changed is committed with the next checkpoint.
+        self.since_checkpoint += 1;
+        Ok(())
+    }
+
+    /// The dead letter of `rec`: its key and payload as read, with headers naming why, who and
+    /// where from.
+    fn dead_letter(&self, rec: &RawRecord<'_>, dl: &DeadLetter) -> Output {
+        metrics::DEAD_LETTERS
+            .with_label_values(&[&self.name, rec.topic, &dl.reason])
+            .inc();
+        let headers = vec![
+            (DLQ_REASON.to_string(), dl.reason.clone().into_bytes()),
+            (DLQ_DETAIL.to_string(), dl.detail.clone().into_bytes()),
+            (DLQ_PROCESSOR.to_string(), self.name.clone().into_bytes()),
+            (DLQ_TOPIC.to_string(), rec.topic.as_bytes().to_vec()),
+            (
+                DLQ_PARTITION.to_string(),
+                rec.partition.to_string().into_bytes(),
+            ),
+            (DLQ_OFFSET.to_string(), rec.offset.to_string().into_bytes()),
+            (
+                ID_HEADER.to_string(),
+                format!(
+                    "{}:{}/{}/{}/dlq",
+                    self.name, rec.topic, rec.partition, rec.offset
+                )
+                .into_bytes(),
+            ),
+        ];
+        Output {
+            topic: self.job.dead_letter_topic(rec.topic),
+            key: rec.key.map(<[u8]>::to_vec),
+            payload: rec.payload.map(<[u8]>::to_vec),
+            headers,
+            dead_letter: Some(dl.reason.clone()),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The part of the engine that the run loop and the rebalance callbacks share, behind a mutex:
+//! the job, the producer, the offsets processed since the last checkpoint, the assigned
+//! partitions, and access to the store.
+
+use super::checkpoint::Checkpointer;
+use super::delivery::DeliveryContext;
+use crate::jobs::{Job, Output};
+use crate::state::StateStore;
+use rdkafka::producer::{BaseProducer, Producer};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The state of one engine the rebalance callback needs too.
+pub(super) struct Task {
+    pub(super) name: String,
+    pub(super) job: Box<dyn Job>,
+    pub(super) store: Arc<dyn StateStore>,
+    pub(super) producer: BaseProducer<DeliveryContext>,
+    /// Next offset per input partition, processed but not yet checkpointed.
+    pub(super) pending: BTreeMap<(String, i32), i64>,
+    /// Partitions assigned by the group.
+    pub(super) assigned: HashSet<(String, i32)>,
+    /// Bumped at every rebalance, so a batch collected across one is dropped.
+    pub(super) generation: u64,
+    pub(super) since_checkpoint: usize,
+    pub(super) last_checkpoint: Instant,
+    pub(super) produce_timeout: Duration,
+    /// Reused buffer for a record's (or tick's) outputs.
+    pub(super) outputs: Vec<Output>,
+    pub(super) freshness: Option<Arc<crate::api::Freshness>>,
+    /// Set when uncommitted global-table records were dropped: the loop re-reads them.
+    pub(super) global_rewind: bool,
+    /// Partitions are assigned statically (no consumer group).
+    pub(super) static_assignment: bool,
+    /// How checkpoints are committed (one strategy per processing guarantee).
+    pub(super) checkpointer: Checkpointer,
+    /// Appended to the topic of every produced record (replays into a fresh namespace).
+    pub(super) topic_suffix: String,
+    /// Sequence number of the next output produced.
+    pub(super) next_seq: u64,
+    /// Since when commits have been fenced without a success in between.
+    pub(super) fenced_since: Option<Instant>,
+    /// The last input record handled: `(topic, partition, offset)`, named by tick outputs.
+    pub(super) last_input: Option<(String, i32, i64)>,
+    /// Set when the engine cannot go on (the store kept failing); the run loop stops with it.
+    pub(super) fatal: OnceLock<String>,
+    /// How long [`Task::store_or_fail`] retries (`[runtime] store_patience`).
+    pub(super) store_patience: Duration,
+    /// Stream time per input partition (greatest record timestamp), and whether it advanced
+    /// since the processor was last told.
+    pub(super) stream_times: Vec<StreamTime>,
+}
+
+/// The stream time of one input partition.
+pub(super) struct StreamTime {
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) time: i64,
+    pub(super) advanced: bool,
+}
+
+/// Lock the shared task.
+pub(super) fn lock(task: &Mutex<Task>) -> MutexGuard<'_, Task> {
+    // A panic while holding the lock leaves a task that is reset before use anyway.
+    task.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Task {
+    /// Forget uncommitted work: a fresh processor, no pending offsets.
+    pub(super) fn reset(&mut self) {
+        self.checkpointer.discard(&self.producer);
+        self.job.reset();
+        self.pending.clear();
+        self.since_checkpoint = 0;
+        self.producer.context().forget_failures();
+    }
+
+    /// Claim `partitions` in the store for this instance before reading their checkpoints
+    /// (fencing earlier holders; a no-op on the embedded store). Retried like a checkpoint read,
+    /// then fail-stop: processing a partition without holding it could commit over its owner.
+    pub(super) fn claim(&self, partitions: &[(String, i32)]) {
+        self.store_or_fail("claim partitions", || {
+            self.store.claim(&self.name, partitions)
+        })
+    }
+
+    /// The stored next offset of every partition of this processor.
+    ///
+    /// A failed read is retried with backoff, never taken as "no checkpoints" (that would
+    /// re-read the partitions from the beginning and count their records twice).
+    pub(super) fn stored_offsets(&self) -> BTreeMap<(String, i32), i64> {
+        self.store_or_fail("read checkpoints", || self.store.checkpoints(&self.name))
+            .into_iter()
+            .map(|c| ((c.topic, c.partition), c.next_offset))
+            .collect()
+    }
+
+    /// `call` the store, retrying with backoff. When it keeps failing for `store_patience`
+    /// ([`super::CHECKPOINT_READ_PATIENCE`] by default) the engine is marked failed
+    /// ([`Task::fatal`]) and `T`'s default is returned: the run loop checks the mark before
+    /// processing anything and stops with the error, which travels up to the binary (fail-stop;
+    /// every store commit is atomic, so a restart resumes from a consistent checkpoint).
+    /// Rebalance callbacks cannot return errors, hence the mark.
+    fn store_or_fail<T: Default>(
+        &self,
+        what: &str,
+        call: impl Fn() -> Result<T, crate::state::StoreError>,
+    ) -> T {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match call() {
+                Ok(v) => return v,
+                Err(e) if started.elapsed() < self.store_patience => {
+                    tracing::error!(processor = %self.name, error = %e, retry_in = ?pause, "cannot {what}; retrying");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(processor = %self.name, error = %e, "cannot {what}; stopping the engine so that a restart resumes from a consistent checkpoint");
+                    let _ = self.fatal.set(format!("cannot {what}: {e}"));
+                    return T::default();
+                }
+            }
+        }
+    }
+
+    /// The error that stopped the engine, if one did (see [`Task::store_or_fail`]).
+    pub(super) fn fail_if_fatal(&self) -> anyhow::Result<()> {
+        match self.fatal.get() {
+            Some(why) => Err(anyhow::anyhow!("{}: {why}", self.name)),
+            None => Ok(()),
+        }
+    }
+}
