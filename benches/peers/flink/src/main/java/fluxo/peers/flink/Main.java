@@ -4,6 +4,8 @@ import fluxo.peers.Avro;
 import fluxo.peers.Consolidation;
 import fluxo.peers.Meter;
 import fluxo.peers.PriceChange;
+import org.apache.flink.configuration.CheckpointingOptions;
+import org.apache.flink.configuration.Configuration;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -42,6 +44,7 @@ import org.apache.kafka.clients.producer.ProducerRecord;
  * <pre>
  * Main --rule price-change|consolidation --bootstrap HOST:PORT --input TOPIC --output TOPIC
  *      --group ID [--guarantee exactly_once|at_least_once] [--checkpoint-ms 1000]
+ *      [--checkpoint-dir DIR (default: java.io.tmpdir/flink-checkpoints)]
  *      [--bounded true] [--idle-ms 30000] [--expect N] [--parallelism 1]
  * </pre>
  * Price change keeps fluxo's per-symbol event time (the symbol's newest quote minus the
@@ -70,7 +73,15 @@ public final class Main {
         long expect = Long.parseLong(a.getOrDefault("expect", "0"));
         long idleMs = Long.parseLong(a.getOrDefault("idle-ms", String.valueOf(PriceChange.LATENESS_MS)));
 
-        StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
+        // Checkpoints to files, as Flink's documentation asks for anything but tiny state: the
+        // default JobManager storage caps a checkpoint at 5 MB, and a failed checkpoint fails
+        // the job over (consolidation's keyed state outgrows it within seconds).
+        Configuration conf = new Configuration();
+        conf.set(CheckpointingOptions.CHECKPOINT_STORAGE, "filesystem");
+        conf.set(CheckpointingOptions.CHECKPOINTS_DIRECTORY, java.nio.file.Path.of(
+                a.getOrDefault("checkpoint-dir", System.getProperty("java.io.tmpdir") + "/flink-checkpoints"))
+                .toAbsolutePath().toUri().toString());
+        StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(conf);
         env.setParallelism(Integer.parseInt(a.getOrDefault("parallelism", "1")));
         env.enableCheckpointing(Long.parseLong(a.getOrDefault("checkpoint-ms", "1000")),
                 exactly ? CheckpointingMode.EXACTLY_ONCE : CheckpointingMode.AT_LEAST_ONCE);
