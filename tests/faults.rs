@@ -325,3 +325,87 @@ async fn cassandra_killed_mid_stream_then_an_outage_past_the_patience() {
     let mut more = more;
     more.finish();
 }
+
+/// A tmpfs mounted over a directory (root only, as the test machines run), unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "mounting a tmpfs needs root: {status}");
+        Self(dir.to_path_buf())
+    }
+
+    /// Give the file system `size` in all (its files stay).
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "resizing the tmpfs: {status}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The embedded store's file on a full disk (a 1 MiB tmpfs over the data directory): `fluxo run`
+/// stops with exit 1 and an error naming the store once its patience is spent, without a
+/// checkpoint half-written; once the disk has room again a restart finishes the stream with
+/// every balance exact (nothing lost, nothing applied twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_on_a_full_disk_fails_stop_then_recovers() {
+    let _serial = serial();
+    drop(own_broker());
+    const N: usize = 30_000;
+    let env = Env::new(&[LEDGER], "");
+    env.edit_topology("store_patience = \"120s\"", "store_patience = \"5s\"");
+    let disk = Tmpfs::mount(&env.data_dir(), "1m");
+    env.create_topics();
+    let mut child = KillOnDrop(env.start());
+    let mut stream = Stream::start(&env, 14, N, 0, 20_000).await;
+    stream.finish();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fluxo run still runs with its store's disk full; log:\n{}",
+            env.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let log = env.log();
+    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    let error = log
+        .lines()
+        .find(|l| l.starts_with("fluxo: error:"))
+        .unwrap_or_else(|| panic!("no error line; log:\n{log}"))
+        .to_string();
+    eprintln!("disk full: exit 1, `{error}`");
+    assert!(
+        error.contains("store") || error.contains("space"),
+        "the error names neither the store nor the disk: {error}"
+    );
+
+    disk.resize("256m");
+    let mut child = KillOnDrop(env.start());
+    wait_checkpointed(&env, &mut child, LEDGER, N as u64, Duration::from_secs(300));
+    assert!(stop(&mut child).success(), "log:\n{}", env.log());
+    check_invariants(&env, &stream, true);
+    drop(disk);
+}

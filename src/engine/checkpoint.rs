@@ -279,6 +279,22 @@ impl Task {
         }
     }
 
+    /// Record a checkpoint's outcome; true when the store has refused checkpoints (for another
+    /// reason than a fence) for longer than `store_patience` and the engine must stop.
+    pub(super) fn store_failing_too_long(&mut self, result: &Result<(), CheckpointError>) -> bool {
+        match result {
+            Err(CheckpointError::Store(e)) if !e.is_fenced() => {
+                let since = *self.store_failing_since.get_or_insert_with(Instant::now);
+                since.elapsed() > self.store_patience
+            }
+            Err(_) => false,
+            Ok(()) => {
+                self.store_failing_since = None;
+                false
+            }
+        }
+    }
+
     /// Record a checkpoint's outcome; true when commits have been fenced for longer than
     /// [`FENCED_PATIENCE`] and the engine must stop.
     pub(super) fn fenced_too_long(&mut self, result: &Result<(), CheckpointError>) -> bool {

@@ -67,6 +67,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
             .unwrap_or_default(),
         next_seq: 0,
         fenced_since: None,
+        store_failing_since: None,
         last_input: None,
         fatal: OnceLock::new(),
         store_patience: Duration::from_millis(rt.store_patience.millis().max(0) as u64),
@@ -399,6 +400,9 @@ impl RunLoop<'_> {
     /// `due`.
     fn checkpoint_pipelined(&self, t: &mut Task, c: &Consumers, due: bool) -> anyhow::Result<()> {
         let result = t.checkpoint_staged(due);
+        if t.store_failing_too_long(&result) {
+            return Err(self.store_gave_up(t, result));
+        }
         if t.fenced_too_long(&result) {
             tracing::error!(processor = %self.name, "commits fenced for over {FENCED_PATIENCE:?}: another process holds these partitions; stopping");
             return Err(result.unwrap_err().into());
@@ -417,9 +421,25 @@ impl RunLoop<'_> {
         Ok(())
     }
 
+    /// The error that stops the engine once the store has refused its checkpoints for longer
+    /// than `store_patience`: retrying forever would spin (a store that reported an I/O error,
+    /// e.g. on a full disk, refuses every later commit until it is opened again), so the
+    /// process exits for its supervisor to restart it, from the last checkpoint.
+    fn store_gave_up(&self, t: &Task, result: Result<(), super::CheckpointError>) -> anyhow::Error {
+        let e = result.expect_err("only called on a failed checkpoint");
+        tracing::error!(processor = %self.name, error = %e, "the state store refused checkpoints for over {:?}; stopping", t.store_patience);
+        anyhow::anyhow!("{e}").context(format!(
+            "the state store refused checkpoints for over {:?} (store_patience)",
+            t.store_patience
+        ))
+    }
+
     /// Wait for the outputs (and commit the transaction, `exactly_once`), then commit.
     fn checkpoint_blocking(&self, t: &mut Task, c: &Consumers) -> anyhow::Result<()> {
         let result = t.checkpoint();
+        if t.store_failing_too_long(&result) {
+            return Err(self.store_gave_up(t, result));
+        }
         let fenced_too_long = t.fenced_too_long(&result);
         match result {
             Ok(()) => commit_group_offsets(c.group.as_ref(), t),

@@ -41,6 +41,9 @@ pub(super) struct Task {
     pub(super) next_seq: u64,
     /// Since when commits have been fenced without a success in between.
     pub(super) fenced_since: Option<Instant>,
+    /// Since when the store has refused checkpoints (not fenced: an outage, a full disk)
+    /// without a success in between.
+    pub(super) store_failing_since: Option<Instant>,
     /// The last input record handled: `(topic, partition, offset)`, named by tick outputs.
     pub(super) last_input: Option<(String, i32, i64)>,
     /// Set when the engine cannot go on (the store kept failing); the run loop stops with it.
