@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 static LAST_OUTAGE: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// True when a probe of this process found the brokers unreachable within `window`, or an
-/// engine's client could not reach one of them ([`observe_client_error`]). A
+/// engine's client could not reach one of them ([`client_error`]). A
 /// transactional producer fenced right after an outage was fenced by the coordinator aborting
 /// its open transaction on timeout; fenced with the brokers reachable all along, it was fenced
 /// by another instance (a live rebuild, a duplicate `runtime.instance`), and must stop.
@@ -33,7 +33,10 @@ pub fn broker_lost_within(window: Duration) -> bool {
 /// cluster down, while the probe still finds the others) counts as an outage for
 /// [`broker_lost_within`], so that a producer fenced by the transaction coordinator's
 /// failover is restarted like one fenced after a whole-cluster outage.
-pub fn observe_client_error(error: &rdkafka::error::KafkaError) {
+///
+/// Logs it as librdkafka's default `ClientContext::error` does; the engines' client contexts
+/// call this from theirs.
+pub fn client_error(error: &rdkafka::error::KafkaError, reason: &str) {
     use rdkafka::types::RDKafkaErrorCode as C;
     if matches!(
         error.rdkafka_error_code(),
@@ -43,6 +46,7 @@ pub fn observe_client_error(error: &rdkafka::error::KafkaError) {
             *t = Some(Instant::now());
         }
     }
+    tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
 }
 
 /// Time between two probes.

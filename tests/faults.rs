@@ -95,12 +95,7 @@ async fn broker_fault_mid_stream(fault: BrokerFault, guarantee: &str) {
     let mut broker = own_broker();
     const N: usize = 24_000;
     const SYMBOLS: usize = 24;
-    let env = Env::new(&[LEDGER, PRICES], "");
-    env.edit_topology(
-        "processing_guarantee = \"exactly_once\"",
-        &format!("processing_guarantee = \"{guarantee}\""),
-    );
-    env.create_topics();
+    let env = mixed_env(LEDGER, PRICES, guarantee);
     let mut child = KillOnDrop(env.start());
     let token = token(&env);
     let mut stream = Stream::start(&env, 11, N, SYMBOLS, 1_000).await;
@@ -302,24 +297,12 @@ async fn cassandra_killed_mid_stream_then_an_outage_past_the_patience() {
     let mut child = KillOnDrop(env.start());
     node.kill();
     let more = Stream::start(&env, 13, 300, 0, 1_000).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fluxo run still runs 120 s into an outage past its 5 s patience; log:\n{}",
-            env.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let log = env.log();
-    assert_eq!(status.code(), Some(1), "log:\n{log}");
-    let error = log
-        .lines()
-        .find(|l| l.starts_with("fluxo: error:"))
-        .unwrap_or_else(|| panic!("no error line; log:\n{log}"));
+    let error = expect_fail_stop(
+        &env,
+        &mut child,
+        "an outage past its 5 s patience",
+        Duration::from_secs(120),
+    );
     assert!(error.contains("scylla"), "{error}");
     eprintln!("outage past the patience: exit 1, `{error}`");
     let mut more = more;
@@ -377,25 +360,12 @@ async fn embedded_store_on_a_full_disk_fails_stop_then_recovers() {
     let mut child = KillOnDrop(env.start());
     let mut stream = Stream::start(&env, 14, N, 0, 20_000).await;
     stream.finish();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fluxo run still runs with its store's disk full; log:\n{}",
-            env.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let log = env.log();
-    assert_eq!(status.code(), Some(1), "log:\n{log}");
-    let error = log
-        .lines()
-        .find(|l| l.starts_with("fluxo: error:"))
-        .unwrap_or_else(|| panic!("no error line; log:\n{log}"))
-        .to_string();
+    let error = expect_fail_stop(
+        &env,
+        &mut child,
+        "a full disk under its store",
+        Duration::from_secs(180),
+    );
     eprintln!("disk full: exit 1, `{error}`");
     assert!(
         error.contains("store") || error.contains("space"),

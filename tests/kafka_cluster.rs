@@ -201,12 +201,7 @@ async fn leaders_killed_mid_stream(guarantee: &str) {
     let mut cluster = cluster();
     const N: usize = 24_000;
     const SYMBOLS: usize = 24;
-    let env = Env::new(&[LEDGER, PRICES], "");
-    env.edit_topology(
-        "processing_guarantee = \"exactly_once\"",
-        &format!("processing_guarantee = \"{guarantee}\""),
-    );
-    env.create_topics();
+    let env = mixed_env(LEDGER, PRICES, guarantee);
     let mut child = KillOnDrop(env.start());
     let mut stream = Stream::start(&env, 31, N, SYMBOLS, 1_000).await;
 

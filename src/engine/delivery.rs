@@ -60,10 +60,7 @@ impl DeliveryContext {
 
 impl ClientContext for DeliveryContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        // A node of a cluster down counts as an outage for the in-process restart of a
-        // fenced engine (see `readiness::observe_client_error`).
-        crate::readiness::observe_client_error(&error);
-        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+        crate::readiness::client_error(&error, reason);
     }
 }
 

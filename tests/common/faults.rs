@@ -214,3 +214,38 @@ pub fn check_invariants(env: &Env, stream: &Stream, exactly_once: bool) {
         );
     }
 }
+
+/// Wait up to `timeout` for `child` (a `fluxo run` meant to fail-stop, `what` naming why) to
+/// exit, assert it exited 1, and return its `fluxo: error:` line.
+pub fn expect_fail_stop(env: &Env, child: &mut Child, what: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fluxo run still runs {timeout:?} into {what}; log:\n{}",
+            env.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let log = env.log();
+    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    log.lines()
+        .find(|l| l.starts_with("fluxo: error:"))
+        .unwrap_or_else(|| panic!("no error line; log:\n{log}"))
+        .to_string()
+}
+
+/// An environment with daily consolidation and price change under `guarantee`, its topics
+/// created: the scenario of the broker and cluster fault tests.
+pub fn mixed_env(ledger: &str, prices: &str, guarantee: &str) -> Env {
+    let env = Env::new(&[ledger, prices], "");
+    env.edit_topology(
+        "processing_guarantee = \"exactly_once\"",
+        &format!("processing_guarantee = \"{guarantee}\""),
+    );
+    env.create_topics();
+    env
+}
