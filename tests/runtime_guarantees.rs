@@ -32,10 +32,10 @@ async fn sigkill_mid_stream_then_restart_equals_one_clean_pass_on_scylla() {
     sigkill_then_restart(&env).await;
 }
 
-/// 200k ledger entries; `fluxo run` SIGKILLed a third of the way through and restarted; the
+/// 60k ledger entries; `fluxo run` SIGKILLed a third of the way through and restarted; the
 /// stored balances equal the exact sums.
 async fn sigkill_then_restart(env: &Env) {
-    const N: usize = 200_000;
+    const N: usize = 60_000;
     env.create_topics();
     let topic = env.topic("ledger-entries");
     let entries = simulated_entries(42, N);

@@ -4,7 +4,7 @@
 //! its checkpoint; the store's fence keeps an instance that lost a partition from committing
 //! for it.
 //!
-//! - `three_instances_survive_a_sigkill`: 200k ledger entries and 100k quotes; one instance is
+//! - `three_instances_survive_a_sigkill`: 60k ledger entries and 30k quotes; one instance is
 //!   SIGKILLed midway; the two survivors are handed its partitions by the broker's rebalance
 //!   and finish. Every daily balance equals the exact sums, every price alert of a clean
 //!   single-processor pass is out, and a `read_committed` consumer sees each output once.
@@ -221,8 +221,8 @@ fn check_outputs(env: &Env, want: &Expected, alerts: &BTreeSet<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_survive_a_sigkill() {
     let _serial = serial();
-    const ENTRIES: usize = 200_000;
-    const QUOTES: usize = 100_000;
+    const ENTRIES: usize = 60_000;
+    const QUOTES: usize = 30_000;
     let (envs, mut children) = three_instances();
     let entries = simulated_entries(11, ENTRIES);
     let want = expected(&entries);
