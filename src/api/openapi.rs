@@ -73,8 +73,12 @@ fn events_op(summary: &str, description: &str, schema: &str) -> Value {
         "parameters": [
             id_param("symbol", "Ticker or pair.", "PETR4"),
             {"name": "since", "in": "query", "required": false,
-             "description": "Only events at or after this time: RFC 3339 (encode '+' as %2B) or epoch milliseconds. Absent: from the first event.",
-             "schema": {"type": "string"}, "example": "2024-05-01T12:00:00Z"},
+             "description": "Only events at or after this time: an RFC 3339 date-time (2024-05-01T12:00:00Z, 2024-05-01T09:00:00.250-03:00; encode '+' as %2B) or epoch milliseconds (1714564800000). Absent: from the first event.",
+             "schema": {"anyOf": [
+                 {"type": "string", "format": "date-time"},
+                 {"type": "string", "pattern": "^-?[0-9]{1,15}$"}
+             ]},
+             "example": "2024-05-01T12:00:00Z"},
             {"name": "limit", "in": "query", "required": false,
              "description": "Most events returned.",
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}}
