@@ -109,6 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store: Arc::new(store),
         auth: Arc::new(auth),
         freshness: Arc::new(Freshness::now()),
+        read_timeout: Duration::from_secs(5),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers)

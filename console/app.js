@@ -506,7 +506,7 @@ async function refreshDeadLetters() {
               el("td", {}, r.processor || ""),
               el("td", { class: "mono" }, `${r.source_topic}/${r.source_partition ?? "?"}@${r.source_offset ?? "?"}`),
               el("td", { class: "mono" }, r.key ?? ""),
-              el("td", { class: "payload" }, p === null ? "(no payload)" :
+              el("td", { class: "payload" }, p === null ? (r.withheld ? `withheld (${r.source_size ?? "?"} bytes, read it on the input topic)` : "(no payload)") :
                 el("details", { open: dlqOpen.has(id), ontoggle: (ev) => (ev.target.open ? dlqOpen.add(id) : dlqOpen.delete(id)) },
                   el("summary", {}, `${p.size} bytes`),
                   el("div", { class: "mono" }, "hex: ", p.hex, p.size > 64 ? " …" : ""),

@@ -388,18 +388,29 @@ pub struct HttpConfig {
     /// Address of the query API, `/healthz` and `/metrics` (`FLUXO_HTTP_ADDR` overrides).
     #[serde(default = "default_http_addr")]
     pub addr: String,
+    /// Longest a query API request waits for the state store's reads before it answers 503
+    /// (`FLUXO_HTTP_READ_TIMEOUT` overrides; default 5 s). A stalled store (a frozen node keeps
+    /// its connections open) otherwise holds the request for the driver's own timeouts and
+    /// retries, tens of seconds.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: DurationMs,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             addr: default_http_addr(),
+            read_timeout: default_read_timeout(),
         }
     }
 }
 
 fn default_http_addr() -> String {
     "127.0.0.1:8080".into()
+}
+
+fn default_read_timeout() -> DurationMs {
+    DurationMs(5_000)
 }
 
 /// `[runtime]`: checkpointing and backpressure.
@@ -874,6 +885,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `FLUXO_SCYLLA_NODES` (comma-separated).
     pub scylla_nodes: Option<String>,
+    /// `FLUXO_HTTP_READ_TIMEOUT` (a duration, e.g. `5s`).
+    pub http_read_timeout: Option<String>,
 }
 
 impl Overrides {
@@ -886,6 +899,7 @@ impl Overrides {
             http_addr: var("FLUXO_HTTP_ADDR"),
             data_dir: var("FLUXO_DATA_DIR").map(PathBuf::from),
             scylla_nodes: var("FLUXO_SCYLLA_NODES"),
+            http_read_timeout: var("FLUXO_HTTP_READ_TIMEOUT"),
         }
     }
 }
@@ -944,6 +958,22 @@ impl Topology {
         }
         if let Some(v) = &overrides.http_addr {
             http.addr = v.clone();
+        }
+        if let Some(v) = &overrides.http_read_timeout {
+            http.read_timeout = v.parse().map_err(|e: String| {
+                loc.err(
+                    "http.read_timeout".into(),
+                    None,
+                    format!("FLUXO_HTTP_READ_TIMEOUT: {e}"),
+                )
+            })?;
+        }
+        if http.read_timeout.millis() <= 0 {
+            return Err(loc.err(
+                "http.read_timeout".into(),
+                None,
+                "must be greater than 0".into(),
+            ));
         }
         if let Some(v) = &overrides.scylla_nodes {
             state.nodes = v

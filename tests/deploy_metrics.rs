@@ -471,6 +471,7 @@ fn the_metrics_route_exports_the_listed_families_and_counts_api_requests() {
         store: Arc::new(store),
         auth: Arc::new(auth),
         freshness: Arc::new(Freshness::now()),
+        read_timeout: std::time::Duration::from_secs(5),
     }));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime

@@ -207,6 +207,62 @@ async fn broker_paused_past_the_session_timeout_exactly_once() {
     broker_fault_mid_stream(BrokerFault::Pause, "exactly_once").await;
 }
 
+/// The Cassandra node paused (SIGSTOP), as a long GC pause or a frozen VM would leave it: its
+/// connections stay open, so the driver waits and retries for tens of seconds. The query API
+/// answers 503 with a JSON error at its read timeout (the default, 5 s) instead of holding the
+/// request, and reads work again once the node is resumed (SIGCONT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cassandra_paused_reads_answer_503_at_the_read_timeout() {
+    let _serial = serial();
+    drop(own_broker());
+    let node_dir = fluxo::engines::scratch_dir("fluxo-faults-cassandra-paused").unwrap();
+    let node =
+        fluxo::engines::cassandra::Node::start(free_port(), &node_dir).expect("starting Cassandra");
+    fluxo::engines::stop_with_process(node.pid(), std::process::id(), Some(&node_dir)).unwrap();
+    let env = Env::new(&[LEDGER], "");
+    env.use_scylla_at(&node.address);
+    env.create_topics();
+    let mut child = KillOnDrop(env.start());
+    let token = token(&env);
+    // An account nobody wrote: the store answers "none" (404) when it answers at all.
+    let path = "/v1/accounts/ACC-PAUSED/daily-balances/2024-05-01";
+    let (code, body, _) = api_get(&env, &token, path);
+    assert_eq!(code, 404, "before the pause: {body}");
+
+    fluxo::engines::signal_group(node.pid(), "STOP");
+    for _ in 0..3 {
+        let (code, body, took) = api_get(&env, &token, path);
+        assert_eq!(
+            code, 503,
+            "a read while the node is paused: {body} after {took:?}"
+        );
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("did not answer within 5000 ms")),
+            "{body}"
+        );
+        assert!(
+            took >= Duration::from_millis(4_500) && took < Duration::from_secs(8),
+            "answered after {took:?}"
+        );
+        assert_running(&mut child, &env, "while the node was paused");
+    }
+    fluxo::engines::signal_group(node.pid(), "CONT");
+    let resumed = Instant::now();
+    wait_until(
+        &env,
+        "reads answered again after SIGCONT",
+        Duration::from_secs(60),
+        || api_get(&env, &token, path).0 == 404,
+    );
+    eprintln!(
+        "paused node: 3 reads answered 503 at the 5 s read timeout; reads back {:.1} s after SIGCONT",
+        resumed.elapsed().as_secs_f64()
+    );
+    assert!(stop(&mut child).success(), "log:\n{}", env.log());
+}
+
 /// The Cassandra node SIGKILLed mid-stream and restarted: checkpoints stop (no state without
 /// its offsets), the query API answers 503 with a JSON error promptly, and once the node is back
 /// the stream finishes exact. Then an outage longer than `store_patience` stops `fluxo run` with

@@ -495,3 +495,195 @@ async fn documents_at_rest_are_pseudonymized_in_cassandra() {
     assert!(has_reason(&d, "blacklist_payer"), "{d:?}");
     assert!(stop(&mut child).success());
 }
+
+/// Everything a dead letter carries, as bytes: key, value, header names and values.
+fn dead_letter_bytes(r: &ReadRecord) -> Vec<u8> {
+    let mut all = r.key.clone().unwrap_or_default();
+    all.extend(r.payload.clone().unwrap_or_default());
+    for (k, v) in &r.headers {
+        all.extend(k.as_bytes());
+        all.extend(v.as_bytes());
+    }
+    all
+}
+
+/// Run `fluxo consume` for the one record at `partition`/`offset` of `topic` (a re-drive's
+/// first step) and return its JSON line.
+fn consume_at(env: &Env, topic: &str, partition: &str, offset: &str) -> serde_json::Value {
+    let out = env
+        .command(&[
+            "consume",
+            "--topic",
+            topic,
+            "--partition",
+            partition,
+            "--offset",
+            offset,
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().next().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// The inputs of risk scoring carry documents; their dead letters must not: no value, the key's
+/// keyed pseudonym, the reason and the source coordinates in headers. The original stays
+/// readable on the input topic at those coordinates (`fluxo consume --partition --offset`).
+/// An invalid CPF is a decision (REJECT), not a dead letter, and shows no document either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_of_documents_withhold_them_and_point_at_the_source() {
+    use base64::Engine as _;
+    let _serial = serial();
+    let env = Env::new(&["risk-scoring"], "");
+    env.create_topics();
+    let mut p = TestProducer::new();
+    let txs = env.topic("transactions");
+    let bl = env.topic("document-blacklist");
+    let tx_schema = p.schema_id::<Transaction>(&txs).await;
+    let mut child = env.start();
+
+    let cpf = generate_cpf(529_982_247);
+    let punctuated = punctuate(&cpf).unwrap();
+    let other = generate_cpf(111_444_777);
+    let payee = generate_cnpj(11_222_333, 1);
+    let mut invalid = generate_cpf(333_222_111);
+    let last = invalid.pop().unwrap().to_digit(10).unwrap();
+    invalid.push(char::from_digit((last + 1) % 10, 10).unwrap());
+
+    // Malformed: not Avro, naming the payer twice, keyed by the CPF.
+    let garbage = format!("not avro, payer {punctuated} ({cpf})");
+    p.send_raw(&txs, &cpf, Some(garbage.as_bytes())).await;
+    // Schema-valid but undecidable: a zero amount (invalid_amount).
+    p.send(&txs, &cpf, &tx("t-zero", &punctuated, &payee, 0, now()))
+        .await;
+    // An invalid CPF: a REJECT decision.
+    p.send(
+        &txs,
+        &invalid,
+        &tx("t-invalid", &invalid, &payee, 1_000, now()),
+    )
+    .await;
+    // A blacklist record keyed by another document than its value's (key_mismatch).
+    let entry = BlacklistEntry {
+        document: punctuated.clone(),
+        listed: true,
+        reason: format!("fraud reported for {cpf}"),
+        source: "coaf".into(),
+        since: now(),
+    };
+    p.send(&bl, &other, &entry).await;
+
+    let dead = read_topic(&format!("{txs}.dlq"), 2, Duration::from_secs(60));
+    let dead_bl = read_topic(&format!("{bl}.dlq"), 1, Duration::from_secs(60));
+    let d = decisions(&env, &["t-invalid"]).remove(0);
+    assert_eq!(d.decision, Decision::Reject);
+    assert!(has_reason(&d, "invalid_document"), "{d:?}");
+    assert_eq!(dead.len(), 2, "{dead:#?}\nlog:\n{}", env.log());
+    assert_eq!(dead_bl.len(), 1, "{dead_bl:#?}\nlog:\n{}", env.log());
+
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let forbidden: Vec<String> = [&cpf, &punctuated, &other, &invalid, &payee]
+        .iter()
+        .flat_map(|doc| [doc.to_string(), b64.encode(doc)])
+        .collect();
+    let decision_bytes = read_topic(&env.topic("risk-decisions"), 1, Duration::from_secs(10))
+        .iter()
+        .map(dead_letter_bytes)
+        .collect::<Vec<_>>();
+    for (what, bytes) in dead
+        .iter()
+        .chain(&dead_bl)
+        .map(|r| ("a dead letter", dead_letter_bytes(r)))
+        .chain(decision_bytes.into_iter().map(|b| ("a decision", b)))
+        .chain([("the log", env.log().into_bytes())])
+    {
+        let text = String::from_utf8_lossy(&bytes);
+        for doc in &forbidden {
+            assert!(!text.contains(doc.as_str()), "{what} carries {doc}: {text}");
+        }
+    }
+
+    let by_reason = |records: &[ReadRecord], reason: &str| -> ReadRecord {
+        records
+            .iter()
+            .find(|r| r.headers.get("fluxo-dlq-reason").map(String::as_str) == Some(reason))
+            .unwrap_or_else(|| panic!("no {reason} dead letter: {records:#?}"))
+            .clone()
+    };
+    let malformed = by_reason(&dead, "bad_framing");
+    let zero = by_reason(&dead, "invalid_amount");
+    let mismatch = by_reason(&dead_bl, "key_mismatch");
+    for (r, source, size) in [
+        (&malformed, &txs, Some(garbage.len())),
+        (&zero, &txs, None),
+        (&mismatch, &bl, None),
+    ] {
+        let h = |name: &str| r.headers.get(name).cloned().unwrap_or_default();
+        assert!(r.payload.is_none(), "{r:#?}");
+        assert_eq!(h("fluxo-dlq-payload"), "withheld");
+        assert_eq!(h("fluxo-dlq-processor"), "risk-scoring");
+        assert_eq!(&h("fluxo-dlq-source-topic"), source);
+        assert!(
+            h("fluxo-dlq-source-partition").parse::<i32>().is_ok(),
+            "{r:#?}"
+        );
+        assert!(
+            h("fluxo-dlq-source-offset").parse::<i64>().is_ok(),
+            "{r:#?}"
+        );
+        assert!(h("fluxo-dlq-source-size").parse::<usize>().unwrap() > 0);
+        if let Some(size) = size {
+            assert_eq!(h("fluxo-dlq-source-size"), size.to_string());
+        }
+        let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        assert!(
+            key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{key}"
+        );
+    }
+    // Not framed: no schema id; framed: the writer's.
+    assert!(!malformed.headers.contains_key("fluxo-dlq-source-schema-id"));
+    assert_eq!(
+        zero.headers.get("fluxo-dlq-source-schema-id"),
+        Some(&tx_schema.to_string())
+    );
+    // One payer, one pseudonym: both dead letters keyed by the CPF share their key.
+    assert_eq!(malformed.key, zero.key);
+    assert_ne!(malformed.key, mismatch.key);
+
+    // Re-drive: the originals are read at their coordinates on the input topics.
+    let at = |r: &ReadRecord| {
+        let h = |n: &str| r.headers[n].clone();
+        consume_at(
+            &env,
+            &h("fluxo-dlq-source-topic"),
+            &h("fluxo-dlq-source-partition"),
+            &h("fluxo-dlq-source-offset"),
+        )
+    };
+    let original = at(&malformed);
+    let bytes = b64
+        .decode(original["payload_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes, garbage.as_bytes(), "{original}");
+    let original = at(&zero);
+    assert_eq!(original["transaction_id"], "t-zero", "{original}");
+    assert_eq!(
+        original["payer_document"],
+        punctuated.as_str(),
+        "{original}"
+    );
+    let original = at(&mismatch);
+    assert_eq!(original["document"], punctuated.as_str(), "{original}");
+    assert!(stop(&mut child).success(), "log:\n{}", env.log());
+}

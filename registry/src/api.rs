@@ -101,6 +101,15 @@ pub fn router(registry: Arc<Registry>, access: WriteAccess) -> Router {
     let access = Arc::new(access);
     Router::new()
         .route("/", get(|| async { reply(json!({})) }))
+        .route(
+            crate::openapi::ROUTE,
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    crate::openapi::document_text(),
+                )
+            }),
+        )
         .route("/schemas/types", get(|| async { reply(json!(["AVRO"])) }))
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))

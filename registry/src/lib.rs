@@ -31,6 +31,7 @@
 //! | POST | `/compatibility/subjects/{s}/versions[/{v}]` | `{"is_compatible"}` (+`messages` if `?verbose=true`) |
 //! | GET, PUT, DELETE | `/config`, `/config/{s}` | GET/DELETE `{"compatibilityLevel"}`, PUT `{"compatibility"}` |
 //! | GET | `/`, `/mode` | `{}`, `{"mode": "READWRITE"}` |
+//! | GET | `/openapi.json` | the OpenAPI 3.0 document of these routes ([`openapi`]) |
 //!
 //! Query parameters Confluent clients send (`deleted`, `verbose`, `defaultToGlobal`, `permanent`,
 //! others ignored) are accepted. Responses are `application/vnd.schemaregistry.v1+json`; request
@@ -65,6 +66,7 @@ pub mod api;
 pub mod canonical;
 pub mod compat;
 pub mod error;
+pub mod openapi;
 pub mod server;
 mod state;
 pub mod store;

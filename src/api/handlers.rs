@@ -26,6 +26,8 @@ pub(crate) enum ApiError {
     /// 503: the store did not answer (down, unreachable, timed out): a clear, retriable answer
     /// instead of a hang or an opaque 500, with `Retry-After`.
     Unavailable,
+    /// 503: the store's reads did not finish within the request's read timeout.
+    TimedOut(std::time::Duration),
 }
 
 #[derive(Serialize)]
@@ -74,6 +76,46 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 r
             }
+            ApiError::TimedOut(after) => {
+                let mut r = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "the state store did not answer within {} ms; retry later",
+                        after.as_millis()
+                    ),
+                    None,
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
+        }
+    }
+}
+
+/// Run `read` (a request's store reads and the answer built from them) on the blocking pool,
+/// answering [`ApiError::TimedOut`] when it takes longer than the state's read timeout. The
+/// store calls block their thread (the driver waits and retries for tens of seconds when a node
+/// stalls), so the deadline cannot be enforced around them on an async worker.
+async fn bounded<F>(state: &ApiState, read: F) -> ApiResult
+where
+    F: FnOnce(&ApiState) -> ApiResult + Send + 'static,
+{
+    let limit = state.read_timeout;
+    let owned = state.clone();
+    let task = tokio::task::spawn_blocking(move || read(&owned));
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "query API: a read task failed");
+            Err(ApiError::Internal)
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = limit.as_millis() as u64,
+                "query API: the state store did not answer in time"
+            );
+            Err(ApiError::TimedOut(limit))
         }
     }
 }
@@ -205,12 +247,19 @@ pub(crate) async fn daily_balance(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult {
     let Path((account, day)) = path?;
-    let account = params::identifier("account id", &account).map_err(ApiError::BadRequest)?;
+    bounded(&state, move |state| {
+        read_daily_balance(state, &account, day)
+    })
+    .await
+}
+
+fn read_daily_balance(state: &ApiState, account: &str, day: String) -> ApiResult {
+    let account = params::identifier("account id", account).map_err(ApiError::BadRequest)?;
     let days = params::business_date("date", &day).map_err(ApiError::BadRequest)?;
     let as_of = state.freshness.get();
     let key = views::daily_balance_key(account, days);
     let Some(row) = state.store.get(views::DAILY_BALANCES, &key)? else {
-        return Err(if account_exists(&state, account)? {
+        return Err(if account_exists(state, account)? {
             ApiError::NotFound(
                 format!("account {account} has no entries on {day}"),
                 Some(as_of),
@@ -250,8 +299,15 @@ pub(crate) async fn daily_balance_range(
     query: Result<Query<RangeQuery>, QueryRejection>,
 ) -> ApiResult {
     let Path(account) = path?;
-    let account = params::identifier("account id", &account).map_err(ApiError::BadRequest)?;
     let Query(q) = query?;
+    bounded(&state, move |state| {
+        read_daily_balance_range(state, &account, &q)
+    })
+    .await
+}
+
+fn read_daily_balance_range(state: &ApiState, account: &str, q: &RangeQuery) -> ApiResult {
+    let account = params::identifier("account id", account).map_err(ApiError::BadRequest)?;
     let range =
         params::date_range(q.from.as_deref(), q.to.as_deref()).map_err(ApiError::BadRequest)?;
     let as_of = state.freshness.get();
@@ -265,7 +321,7 @@ pub(crate) async fn daily_balance_range(
         Some(&end),
         range.len(),
     )?;
-    if rows.is_empty() && !account_exists(&state, account)? {
+    if rows.is_empty() && !account_exists(state, account)? {
         return Err(unknown_account(account, as_of));
     }
     let zero = Decimal::new(0, fluxo_processors::events::MONEY_SCALE);
@@ -336,7 +392,11 @@ pub(crate) async fn risk_decision(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let Path(id) = path?;
-    let id = params::identifier("transaction id", &id).map_err(ApiError::BadRequest)?;
+    bounded(&state, move |state| read_risk_decision(state, &id)).await
+}
+
+fn read_risk_decision(state: &ApiState, id: &str) -> ApiResult {
+    let id = params::identifier("transaction id", id).map_err(ApiError::BadRequest)?;
     let as_of = state.freshness.get();
     match state.store.get(views::RISK_DECISIONS, id.as_bytes())? {
         Some(row) => ok(as_of, decode::<RiskDecision>(&row)?),
@@ -366,17 +426,11 @@ struct EventPage<'a, T> {
 }
 
 /// One symbol's rows of `table` (keyed by [`views::alert_key`]) from `since` on.
-fn events<T>(
-    state: &ApiState,
-    table: &str,
-    symbol: String,
-    query: Result<Query<EventsQuery>, QueryRejection>,
-) -> ApiResult
+fn events<T>(state: &ApiState, table: &str, symbol: &str, q: &EventsQuery) -> ApiResult
 where
     T: Serialize + for<'de> Deserialize<'de>,
 {
-    let symbol = params::identifier("symbol", &symbol).map_err(ApiError::BadRequest)?;
-    let Query(q) = query?;
+    let symbol = params::identifier("symbol", symbol).map_err(ApiError::BadRequest)?;
     let since = match q.since.as_deref() {
         Some(s) => params::instant("'since'", s).map_err(ApiError::BadRequest)?,
         None => i64::MIN,
@@ -416,7 +470,11 @@ pub(crate) async fn price_alerts(
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> ApiResult {
     let Path(symbol) = path?;
-    events::<PriceAlert>(&state, views::PRICE_ALERTS, symbol, query)
+    let Query(q) = query?;
+    bounded(&state, move |state| {
+        events::<PriceAlert>(state, views::PRICE_ALERTS, &symbol, &q)
+    })
+    .await
 }
 
 /// `GET /v1/assets/{symbol}/below-average-events?since=TIME&limit=N`.
@@ -426,7 +484,11 @@ pub(crate) async fn below_average_events(
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> ApiResult {
     let Path(symbol) = path?;
-    events::<BelowAverageEvent>(&state, views::BELOW_AVERAGE_EVENTS, symbol, query)
+    let Query(q) = query?;
+    bounded(&state, move |state| {
+        events::<BelowAverageEvent>(state, views::BELOW_AVERAGE_EVENTS, &symbol, &q)
+    })
+    .await
 }
 
 /// `GET /openapi.json`.

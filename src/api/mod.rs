@@ -17,8 +17,12 @@
 //! Reads go through [`StateStore::get`] and one [`StateStore::scan`] per request (a date range is
 //! one scan of the account's partition), so the API runs unchanged on any backend and never
 //! touches Kafka: it keeps serving the last committed state while the broker is down, and the
-//! write path never waits for it (CQRS). The store calls are synchronous and short (a point read
-//! or a bounded scan), so handlers make them inline.
+//! write path never waits for it (CQRS). The store calls are synchronous (a point read or a
+//! bounded scan); each request's reads run on tokio's blocking pool under a deadline,
+//! [`ApiState::read_timeout`] (`[http] read_timeout`, default 5 s): a store that stalls (a frozen
+//! node keeps its connections open, and the driver waits and retries for tens of seconds)
+//! gets the request a 503 with a JSON error at the deadline instead of a hang. The abandoned
+//! read finishes on its blocking thread when the driver gives up.
 //!
 //! # Freshness (`as_of`)
 //! Every successful response is `{"as_of": "<RFC 3339>", "data": ...}` and a 404 for a missing
@@ -100,6 +104,9 @@ pub struct ApiState {
     pub auth: Arc<Auth>,
     /// The freshness the runtime keeps up to date.
     pub freshness: Arc<Freshness>,
+    /// Longest a request waits for its store reads before answering 503 (`[http]
+    /// read_timeout`).
+    pub read_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -107,6 +114,7 @@ impl std::fmt::Debug for ApiState {
         f.debug_struct("ApiState")
             .field("auth", &self.auth)
             .field("freshness", &self.freshness)
+            .field("read_timeout", &self.read_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -73,8 +73,12 @@ fn events_op(summary: &str, description: &str, schema: &str) -> Value {
         "parameters": [
             id_param("symbol", "Ticker or pair.", "PETR4"),
             {"name": "since", "in": "query", "required": false,
-             "description": "Only events at or after this time: RFC 3339 (encode '+' as %2B) or epoch milliseconds. Absent: from the first event.",
-             "schema": {"type": "string"}, "example": "2024-05-01T12:00:00Z"},
+             "description": "Only events at or after this time: an RFC 3339 date-time (2024-05-01T12:00:00Z, 2024-05-01T09:00:00.250-03:00; encode '+' as %2B) or epoch milliseconds (1714564800000). Absent: from the first event.",
+             "schema": {"anyOf": [
+                 {"type": "string", "format": "date-time"},
+                 {"type": "string", "pattern": "^-?[0-9]{1,15}$"}
+             ]},
+             "example": "2024-05-01T12:00:00Z"},
             {"name": "limit", "in": "query", "required": false,
              "description": "Most events returned.",
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}}
@@ -125,7 +129,7 @@ fn console_paths() -> Value {
         }},
         (crate::console::ROUTE_RECORDS): {"get": {
             "summary": "A topic's most recent records, decoded (web console)",
-            "description": "A bounded read_committed read of the newest records of a topic of the topology, newest first, decoded with their writer schema to JSON. Documents (CPF/CNPJ) are masked in values, keys and texts; a dead-letter topic (*.dlq, *.notify-dlq) gives reason, detail, processor, source topic/partition/offset and a payload preview (hex of the first 64 bytes, base64 of the first 1024) with the digits of anything shaped like a document replaced by '*'.",
+            "description": "A bounded read_committed read of the newest records of a topic of the topology, newest first, decoded with their writer schema to JSON. Documents (CPF/CNPJ) are masked in values, keys and texts; a dead-letter topic (*.dlq, *.notify-dlq) gives reason, detail, processor, source topic/partition/offset/size/schema id and a payload preview (hex of the first 64 bytes, base64 of the first 1024) with the digits of anything shaped like a document replaced by '*'; dead letters of inputs that carry documents (transactions, blacklist) have no payload (withheld: true) and a pseudonymized key.",
             "tags": ["console"],
             "parameters": [
                 {"name": "topic", "in": "path", "required": true, "description": "A topic of the topology (dead-letter topics included).",
@@ -197,6 +201,9 @@ fn console_schemas() -> Value {
                 "processor": {"type": "string", "nullable": true}, "source_topic": {"type": "string"},
                 "source_partition": {"type": "integer", "nullable": true},
                 "source_offset": {"type": "integer", "format": "int64", "nullable": true},
+                "source_size": {"type": "integer", "nullable": true, "description": "Size in bytes of the dead-lettered value."},
+                "source_schema_id": {"type": "integer", "nullable": true, "description": "Schema id of the dead-lettered value's framing, when it has one."},
+                "withheld": {"type": "boolean", "description": "True when the input carries documents: the dead letter has no payload and a pseudonymized key; the original is read at source_topic/source_partition/source_offset."},
                 "payload": {"type": "object", "nullable": true, "properties": {
                     "size": {"type": "integer"}, "hex": {"type": "string"}, "base64": {"type": "string"},
                     "truncated": {"type": "boolean"}

@@ -154,6 +154,7 @@ async fn start_on(
         store,
         auth: Arc::new(auth),
         freshness: freshness.clone(),
+        read_timeout: std::time::Duration::from_secs(5),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -934,4 +935,96 @@ async fn scylla_backend_gives_the_same_answers() {
         let got = shared.get_with(path, Some(&t)).await;
         assert_eq!(got, want, "{path}");
     }
+}
+
+/// A store whose reads stall for `stall` before answering nothing, as a frozen node would.
+struct StalledStore {
+    stall: Duration,
+}
+
+impl crate::state::StateStore for StalledStore {
+    fn get(&self, _: &str, _: &[u8]) -> Result<Option<Vec<u8>>, crate::state::StoreError> {
+        std::thread::sleep(self.stall);
+        Ok(None)
+    }
+
+    fn scan(
+        &self,
+        _: &str,
+        _: &[u8],
+        _: &[u8],
+        _: Option<&[u8]>,
+        _: usize,
+    ) -> Result<crate::state::Rows, crate::state::StoreError> {
+        std::thread::sleep(self.stall);
+        Ok(Vec::new())
+    }
+
+    fn commit(&self, _: WriteBatch) -> Result<(), crate::state::StoreError> {
+        Ok(())
+    }
+
+    fn checkpoints(
+        &self,
+        _: &str,
+    ) -> Result<Vec<crate::state::Checkpoint>, crate::state::StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn drop_namespace(&self, _: &str) -> Result<(), crate::state::StoreError> {
+        Ok(())
+    }
+}
+
+/// Every route that reads the store answers 503 with a JSON error at the read timeout when the
+/// store stalls, and the server keeps answering meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_gets_503_at_the_read_timeout() {
+    let app = router(ApiState {
+        store: Arc::new(StalledStore {
+            stall: Duration::from_secs(3),
+        }),
+        auth: Arc::new(Auth::hs256(SECRET.as_bytes()).unwrap()),
+        freshness: Arc::new(Freshness::new(AS_OF)),
+        read_timeout: Duration::from_millis(300),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let token = good();
+    let client = reqwest::Client::new();
+    let paths = [
+        "/v1/accounts/ACC-1/daily-balances/2024-05-01",
+        "/v1/accounts/ACC-1/daily-balances?from=2024-05-01&to=2024-05-03",
+        "/v1/risk-decisions/tx-1",
+        "/v1/assets/PETR4/alerts",
+        "/v1/assets/PETR4/below-average-events?since=2024-05-01T00:00:00Z",
+    ];
+    let started = std::time::Instant::now();
+    let answers = futures::future::join_all(paths.iter().map(|p| {
+        client
+            .get(format!("http://{addr}{p}"))
+            .bearer_auth(&token)
+            .send()
+    }))
+    .await;
+    let took = started.elapsed();
+    for (path, answer) in paths.iter().zip(answers) {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(answer.headers().contains_key("retry-after"), "{path}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(
+            body["error"], "the state store did not answer within 300 ms; retry later",
+            "{path}"
+        );
+    }
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    // Requests that do not read the store are not held up by the stalled reads.
+    let spec = client
+        .get(format!("http://{addr}/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spec.status(), StatusCode::OK);
 }

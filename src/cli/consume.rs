@@ -2,13 +2,18 @@
 //!
 //! Values are decoded with their writer schema from the registry and printed as one JSON
 //! object per line. On a `.dlq` topic each dead letter prints with its reason, processor,
-//! source position and the original payload in base64.
+//! source position and the original payload in base64 (none for inputs that carry documents:
+//! `"withheld": true`). `--partition P --offset O --count 1` reads one record at a position,
+//! e.g. the source of a dead letter, to re-drive it.
 
 use super::{load_topology, Failure};
 use crate::avro::framing::unframe;
 use crate::avro::json::value_to_json;
 use crate::codec::registry_settings;
-use crate::engine::{DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_PROCESSOR, DLQ_REASON, DLQ_TOPIC};
+use crate::engine::{
+    DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_PAYLOAD, DLQ_PROCESSOR, DLQ_REASON, DLQ_SCHEMA_ID,
+    DLQ_SIZE, DLQ_TOPIC, DLQ_WITHHELD,
+};
 use base64::Engine as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -37,6 +42,12 @@ pub struct ConsumeArgs {
     /// Wrap each record with its partition, offset, key, timestamp and headers.
     #[arg(long)]
     pub with_metadata: bool,
+    /// Read only this partition (with `--offset`).
+    #[arg(long, requires = "offset")]
+    pub partition: Option<i32>,
+    /// Start at this offset of `--partition` (e.g. a dead letter's source offset).
+    #[arg(long, requires = "partition", conflicts_with = "from_beginning")]
+    pub offset: Option<i64>,
 }
 
 fn header_str(m: &impl Message, name: &str) -> Option<String> {
@@ -81,9 +92,23 @@ pub async fn consume(topology_path: &Path, args: ConsumeArgs) -> Result<(), Fail
     } else {
         Offset::End
     };
-    for p in &partitions {
-        tpl.add_partition_offset(&args.topic, *p, start)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    match (args.partition, args.offset) {
+        (Some(p), Some(o)) => {
+            if !partitions.contains(&p) {
+                return Err(Failure::Usage(format!(
+                    "topic `{}` has no partition {p}",
+                    args.topic
+                )));
+            }
+            tpl.add_partition_offset(&args.topic, p, Offset::Offset(o))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        _ => {
+            for p in &partitions {
+                tpl.add_partition_offset(&args.topic, *p, start)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+        }
     }
     consumer
         .assign(&tpl)
@@ -117,6 +142,9 @@ pub async fn consume(topology_path: &Path, args: ConsumeArgs) -> Result<(), Fail
                 "source_topic": header_str(&m, DLQ_TOPIC),
                 "source_partition": header_str(&m, DLQ_PARTITION).and_then(|p| p.parse::<i64>().ok()),
                 "source_offset": header_str(&m, DLQ_OFFSET).and_then(|p| p.parse::<i64>().ok()),
+                "source_size": header_str(&m, DLQ_SIZE).and_then(|p| p.parse::<i64>().ok()),
+                "source_schema_id": header_str(&m, DLQ_SCHEMA_ID).and_then(|p| p.parse::<i64>().ok()),
+                "withheld": header_str(&m, DLQ_PAYLOAD).as_deref() == Some(DLQ_WITHHELD),
                 "key": m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 "payload_base64": m.payload().map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
             })

@@ -163,6 +163,9 @@ pub(super) fn http_router(
             store,
             auth: auth.clone(),
             freshness,
+            read_timeout: std::time::Duration::from_millis(
+                u64::try_from(topology.http.read_timeout.millis()).unwrap_or(5_000),
+            ),
         }))
         .merge(console::router(console, auth)))
 }

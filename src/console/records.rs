@@ -13,7 +13,10 @@ use crate::avro::framing::unframe;
 use crate::avro::json::value_to_json;
 use crate::codec::registry_settings;
 use crate::config::Topology;
-use crate::engine::{DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_PROCESSOR, DLQ_REASON, DLQ_TOPIC};
+use crate::engine::{
+    DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_PAYLOAD, DLQ_PROCESSOR, DLQ_REASON, DLQ_SCHEMA_ID,
+    DLQ_SIZE, DLQ_TOPIC, DLQ_WITHHELD,
+};
 use anyhow::Context as _;
 use base64::Engine as _;
 use fluxo_processors::risk::documents::mask;
@@ -180,17 +183,30 @@ impl Reader {
             Some(bytes) => self.decode(bytes).await.ok(),
             None => None,
         };
+        let withheld = r.header(DLQ_PAYLOAD) == Some(DLQ_WITHHELD);
+        // A withheld dead letter's key is already a keyed pseudonym: shown whole, it still lets
+        // the reader group the dead letters of one payer.
+        let key = if withheld {
+            r.key
+                .as_deref()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+        } else {
+            self.key(&source, r.key.as_deref())
+        };
         json!({
             "partition": r.partition,
             "offset": r.offset,
             "timestamp": r.timestamp,
-            "key": self.key(&source, r.key.as_deref()),
+            "key": key,
             "reason": r.header(DLQ_REASON),
             "detail": r.header(DLQ_DETAIL).map(redact::text),
             "processor": r.header(DLQ_PROCESSOR),
             "source_topic": source,
             "source_partition": r.header(DLQ_PARTITION).and_then(|p| p.parse::<i64>().ok()),
             "source_offset": r.header(DLQ_OFFSET).and_then(|p| p.parse::<i64>().ok()),
+            "source_size": r.header(DLQ_SIZE).and_then(|p| p.parse::<i64>().ok()),
+            "source_schema_id": r.header(DLQ_SCHEMA_ID).and_then(|p| p.parse::<i64>().ok()),
+            "withheld": withheld,
             "payload": r.payload.as_deref().map(preview),
             "value": decoded,
         })

@@ -17,8 +17,19 @@
 //!
 //! # Dead letters
 //! A record that cannot be decoded or that the processor rejects goes to `<topic>.dlq` with
-//! headers naming the reason, the processor and the source position; its offset is checkpointed
-//! like any other, so the partition keeps moving.
+//! headers naming the reason, the processor and the source position (topic, partition, offset,
+//! and the value's size and schema id when it has them); its offset is checkpointed like any
+//! other, so the partition keeps moving.
+//!
+//! Inputs that carry documents (the job says so, [`crate::jobs::Job::carries_documents`]: the
+//! transactions and the blacklist) must not have them copied to another topic, and a record
+//! that does not parse cannot be masked field by field. Their dead letters therefore carry no
+//! value ([`DLQ_PAYLOAD`] `withheld`), the key replaced by its keyed pseudonym (the HMAC of
+//! [`crate::privacy`], so dead letters of one payer still share a key and a partition) and the
+//! detail with digit runs masked. The original stays on the input topic at the source offset,
+//! readable there for as long as that topic's retention keeps it: that is what a re-drive
+//! reads (`fluxo consume --topic <input> --partition P --offset O --count 1`). Other inputs
+//! (prices, ledger entries) keep their key and value in the dead letter.
 //!
 //! # Bounded runs
 //! With [`EngineSpec::bounds`] (replays, `src/replay`), the engine reads only the listed
@@ -80,6 +91,15 @@ pub const DLQ_TOPIC: &str = "fluxo-dlq-source-topic";
 pub const DLQ_PARTITION: &str = "fluxo-dlq-source-partition";
 /// Source offset of a dead letter.
 pub const DLQ_OFFSET: &str = "fluxo-dlq-source-offset";
+/// Size in bytes of the dead-lettered record's value (absent for a tombstone).
+pub const DLQ_SIZE: &str = "fluxo-dlq-source-size";
+/// Schema id of the dead-lettered value's Confluent framing, when it has one.
+pub const DLQ_SCHEMA_ID: &str = "fluxo-dlq-source-schema-id";
+/// `withheld` when the dead letter carries no value and a pseudonymized key, because its input
+/// carries documents; absent when key and value are copied as read.
+pub const DLQ_PAYLOAD: &str = "fluxo-dlq-payload";
+/// The value of [`DLQ_PAYLOAD`] for a withheld record.
+pub const DLQ_WITHHELD: &str = "withheld";
 
 /// How long the store may keep failing before the engine stops (see `Task::store_or_fail`):
 /// the default of `[runtime] store_patience`.

@@ -4,7 +4,8 @@
 use super::checkpoint::Checkpointer;
 use super::task::{StreamTime, Task};
 use super::{
-    DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_PROCESSOR, DLQ_REASON, DLQ_TOPIC, ID_HEADER,
+    DLQ_DETAIL, DLQ_OFFSET, DLQ_PARTITION, DLQ_PAYLOAD, DLQ_PROCESSOR, DLQ_REASON, DLQ_SCHEMA_ID,
+    DLQ_SIZE, DLQ_TOPIC, DLQ_WITHHELD, ID_HEADER,
 };
 use crate::jobs::{DeadLetter, JobError, Output, RawRecord};
 use crate::metrics;
@@ -221,15 +222,22 @@ impl Task {
         Ok(())
     }
 
-    /// The dead letter of `rec`: its key and payload as read, with headers naming why, who and
-    /// where from.
+    /// The dead letter of `rec`: headers naming why, who and where from, and its key and value
+    /// as read, or, for an input that carries documents, no value and the key's pseudonym (see
+    /// the module docs of the engine, "Dead letters").
     fn dead_letter(&self, rec: &RawRecord<'_>, dl: &DeadLetter) -> Output {
         metrics::DEAD_LETTERS
             .with_label_values(&[&self.name, rec.topic, &dl.reason])
             .inc();
-        let headers = vec![
+        let withhold = self.job.carries_documents(rec.topic);
+        let detail = if withhold {
+            fluxo_processors::risk::documents::redact_documents(&dl.detail)
+        } else {
+            dl.detail.clone()
+        };
+        let mut headers = vec![
             (DLQ_REASON.to_string(), dl.reason.clone().into_bytes()),
-            (DLQ_DETAIL.to_string(), dl.detail.clone().into_bytes()),
+            (DLQ_DETAIL.to_string(), detail.into_bytes()),
             (DLQ_PROCESSOR.to_string(), self.name.clone().into_bytes()),
             (DLQ_TOPIC.to_string(), rec.topic.as_bytes().to_vec()),
             (
@@ -246,10 +254,29 @@ impl Task {
                 .into_bytes(),
             ),
         ];
+        if let Some(value) = rec.payload {
+            headers.push((DLQ_SIZE.to_string(), value.len().to_string().into_bytes()));
+            if let Ok((id, _)) = crate::avro::framing::unframe(value) {
+                headers.push((DLQ_SCHEMA_ID.to_string(), id.to_string().into_bytes()));
+            }
+        }
+        let (key, payload) = if withhold {
+            headers.push((DLQ_PAYLOAD.to_string(), DLQ_WITHHELD.as_bytes().to_vec()));
+            let pseudonymizer = crate::privacy::pseudonymizer();
+            let key = rec.key.map(|k| {
+                pseudonymizer
+                    .pseudonym(&String::from_utf8_lossy(k))
+                    .hex()
+                    .into_bytes()
+            });
+            (key, None)
+        } else {
+            (rec.key.map(<[u8]>::to_vec), rec.payload.map(<[u8]>::to_vec))
+        };
         Output {
             topic: self.job.dead_letter_topic(rec.topic),
-            key: rec.key.map(<[u8]>::to_vec),
-            payload: rec.payload.map(<[u8]>::to_vec),
+            key,
+            payload,
             headers,
             dead_letter: Some(dl.reason.clone()),
         }

@@ -145,6 +145,13 @@ pub trait Job: Send {
     fn dead_letter_topic(&self, source_topic: &str) -> String {
         crate::config::Topology::dlq_topic(source_topic)
     }
+
+    /// Whether records of `source_topic` carry documents (CPF/CNPJ). Their dead letters then
+    /// withhold the value and pseudonymize the key (see the engine's "Dead letters"): a record
+    /// that does not parse cannot be masked field by field.
+    fn carries_documents(&self, _source_topic: &str) -> bool {
+        false
+    }
 }
 
 /// How one processor kind maps topics to typed inputs and typed outputs to records.
@@ -183,6 +190,11 @@ pub trait Binding: Send + 'static {
 
     /// Called after each processed record with the processor (for its counters).
     fn after(&self, _processor: &Self::P) {}
+
+    /// See [`Job::carries_documents`].
+    fn carries_documents(&self, _source_topic: &str) -> bool {
+        false
+    }
 }
 
 /// Feeds `fluxo_duplicates_skipped_total{processor}` from a processor's own running count,
@@ -320,6 +332,10 @@ where
 
     fn reset(&mut self) {
         self.processor = self.binding.new_processor();
+    }
+
+    fn carries_documents(&self, source_topic: &str) -> bool {
+        self.binding.carries_documents(source_topic)
     }
 }
 

@@ -172,6 +172,12 @@ impl Binding for RiskBinding {
         ))
     }
 
+    /// Both inputs name documents: transactions their payer and payee, the blacklist its key
+    /// and value.
+    fn carries_documents(&self, _source_topic: &str) -> bool {
+        true
+    }
+
     fn after(&self, processor: &RiskProcessor) {
         self.duplicates
             .update("risk-scoring", processor.duplicates_skipped());
