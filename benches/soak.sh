@@ -24,7 +24,8 @@
 #   5. DRAIN_S more seconds of sampling once the producers are done (lag back to 0), the
 #      consumer groups' committed offsets from Kafka's own tool (groups-end.txt: an independent
 #      check of the lag), a last /metrics snapshot, then SIGTERM to fluxo run and the broker.
-#   6. benches/soak_report.py: summary.md / summary.json (first, last and max RSS, the slope of
+#   6. The state file's tables, entries and bytes (benches/redb-stats: state-tables.txt), then
+#      benches/soak_report.py: summary.md / summary.json (first, last and max RSS, the slope of
 #      RSS over the last 20 minutes (the last two thirds of a shorter run), fds min/max, max lag,
 #      records in and out, warnings and errors in fluxo's log) and soak.svg.
 #
@@ -34,6 +35,8 @@
 #   SOAK_SECONDS [1800]  how long the producers run      SAMPLE_S [10]   DRAIN_S [30]
 #   PRICES_RATE [400]  TX_RATE [200]  LEDGER_RATE [200]   records/s of each producer
 #   BLACKLIST_N [1000]  blacklist entries produced before fluxo starts
+#   STATE_STATS [1]     1: after the run, the state file's tables and their sizes
+#                       (state-tables.txt, by benches/redb-stats, built with cargo in debug)
 #   BROKER, REGISTRY, INFRA_HTTP, HTTP   addresses (127.0.0.1:<free port> each)
 #   FLUXO_DOCUMENT_KEY [a random key for this run]: the pseudonymization key; an unset key would
 #                      fall back to the public development key with a warning in the log.
@@ -52,6 +55,7 @@ PRICES_RATE=${PRICES_RATE:-400}
 TX_RATE=${TX_RATE:-200}
 LEDGER_RATE=${LEDGER_RATE:-200}
 BLACKLIST_N=${BLACKLIST_N:-1000}
+STATE_STATS=${STATE_STATS:-1}
 SEED=${SEED:-7}
 
 [[ -x $FLUXO_BIN ]] || { echo "soak: no fluxo binary at $FLUXO_BIN (set FLUXO_BIN)" >&2; exit 2; }
@@ -199,6 +203,16 @@ wait "$RUN_PID" || run_rc=$?
 RUN_PID=
 stop_all
 trap - EXIT
+
+# Which state the file holds, table by table (benches/redb-stats, debug build of redb alone,
+# about 2 min the first time); redb locks the file, so only now that fluxo is gone.
+if [[ $STATE_STATS == 1 && -f $STATE_FILE ]]; then
+  if nice -n 10 cargo build --quiet --manifest-path "$ROOT/benches/redb-stats/Cargo.toml" >"$SOAK_DIR/redb-stats.build.log" 2>&1; then
+    "$ROOT/benches/redb-stats/target/debug/redb-stats" "$STATE_FILE" >"$SOAK_DIR/state-tables.txt" 2>&1 || true
+  else
+    echo "soak: could not build benches/redb-stats (see $SOAK_DIR/redb-stats.build.log); no state-tables.txt" >&2
+  fi
+fi
 
 acked() { local n; n=$(sed -n 's/^produced \([0-9]*\) of .*/\1/p' "$SOAK_DIR/produce-$1.err" 2>/dev/null | tail -1); echo "${n:-null}"; }
 cat >"$SOAK_DIR/meta.json" <<EOF

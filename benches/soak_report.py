@@ -255,7 +255,24 @@ def main():
         last = [v for v in last if v is not None]
         s["checkpoint_ms_first_last_5min"][p] = [sum(first) / len(first) if first else None,
                                                  sum(last) / len(last) if last else None]
+    # RSS every 5 minutes of the load: the shape the slope alone does not give.
+    s["rss_every_5min_mib"] = OrderedDict()
+    for m in range(0, int(soak_s // 60) + 1, 5):
+        near = min(rows, key=lambda r: abs(num(r["elapsed_s"]) - 60 * m))
+        s["rss_every_5min_mib"][m] = num(near["rss_mib"])
     s["produced"] = meta.get("produced")
+    # Final counts from the last /metrics snapshot (after the drain), when there is one.
+    end = os.path.join(d, "metrics-end.txt")
+    if os.path.exists(end):
+        names = {"fluxo_records_in_total": "in", "fluxo_records_out_total": "out",
+                 "fluxo_records_dead_lettered_total": "dlq"}
+        final = {p: {"in": 0, "out": 0, "dlq": 0} for p in PROCESSORS}
+        with open(end) as f:
+            for line in f:
+                m = re.match(r'^(\w+)\{[^}]*processor="([^"]+)"[^}]*\}\s+(\S+)$', line)
+                if m and m.group(1) in names and m.group(2) in final:
+                    final[m.group(2)][names[m.group(1)]] += float(m.group(3))
+        s["records"] = final
     s["groups_end_lag"] = groups_lag(os.path.join(d, "groups-end.txt"))
     n_warn, findings = log_findings(os.path.join(d, "run.log"))
     s["log_warn_error_lines"] = n_warn
@@ -281,6 +298,7 @@ def main():
           f"| RSS over the slope window ({s['slope_window_s'][0]}-{s['slope_window_s'][1]} s): first / last, min / max | "
           f"{f1(s['rss_window_first_last_mib'][0])} / {f1(s['rss_window_first_last_mib'][1])}, "
           f"{f1(s['rss_window_min_max_mib'][0])} / {f1(s['rss_window_min_max_mib'][1])} MiB |",
+          f"| RSS every 5 min of the load (min: MiB) | {', '.join(f'{k}: {v:.0f}' for k, v in s['rss_every_5min_mib'].items())} |",
           f"| RSS slope over that window (least squares) | {f1(s['rss_slope_mib_per_h'], ' MiB/h')} |",
           f"| RssAnon (heap) slope, same window | {f1(s['rss_anon_slope_mib_per_h'], ' MiB/h')} |",
           f"| state file (redb) first / last; slope | {f1(s['state_file_first_last_mib'][0])} / {f1(s['state_file_first_last_mib'][1])} MiB; {f1(s['state_file_slope_mib_per_h'], ' MiB/h')} |",
@@ -290,7 +308,8 @@ def main():
           f"| broker: mean CPU / RSS first, last, max | {f1(s['broker_cpu_pct_mean'], ' %')} / {', '.join(f1(v) for v in (s['broker_rss_first_last_max_mib'] or []))} MiB |",
           f"| WARN/ERROR lines in fluxo's log | {n_warn} |",
           f"| fluxo at the end | {'alive' if s['fluxo_alive_at_end'] else 'DEAD'}; exit after SIGTERM {s['fluxo_exit']} |",
-          "", "| processor | records in | out | dead-lettered | lag max | lag mean | lag at end | Kafka group lag at end | checkpoint ms, first / last 5 min |",
+          "", "Records: the last /metrics snapshot, after the drain (risk-scoring's input includes the blacklist).", "",
+          "| processor | records in | out | dead-lettered | lag max | lag mean | lag at end | Kafka group lag at end | checkpoint ms, first / last 5 min |",
           "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for p in PROCESSORS:
         r, lg = s["records"][p], s["lag"][p]
