@@ -7,7 +7,7 @@
 use crate::catalog::{Params, StoreNamespace};
 use crate::codec::{Codec, DecodeFailure};
 use crate::config::ProcessorConfig;
-use fluxo_processors::{Context, Processor, RecordMeta, StateReader, StateWriter, Tick};
+use fluxo_processors::{Context, Processor, RecordMeta, Resume, StateReader, StateWriter, Tick};
 
 pub mod ledger;
 pub mod market;
@@ -134,6 +134,9 @@ pub trait Job: Send {
     ) -> Result<(), JobError> {
         Ok(())
     }
+
+    /// Tell the processor that an input partition resumed from its checkpoint ([`Resume`]).
+    fn resume(&mut self, _resume: Resume<'_>, _state: &dyn StateReader) {}
 
     /// Write state changes since the last flush.
     fn flush(&mut self, changes: &mut dyn StateWriter);
@@ -307,6 +310,19 @@ where
         self.encode_typed(out)
     }
 
+    fn resume(&mut self, resume: Resume<'_>, state: &dyn StateReader) {
+        let namespaced = NamespacedReader {
+            ns: &self.stores,
+            inner: state,
+        };
+        let state: &dyn StateReader = if self.stores.is_identity() {
+            state
+        } else {
+            &namespaced
+        };
+        self.processor.on_resume(state, resume);
+    }
+
     fn flush(&mut self, changes: &mut dyn StateWriter) {
         if self.stores.is_identity() {
             self.processor.flush(changes);
@@ -378,6 +394,10 @@ struct NamespacedReader<'a> {
 impl StateReader for NamespacedReader<'_> {
     fn get(&self, table: &str, key: &[u8]) -> Option<Vec<u8>> {
         self.inner.get(&self.ns.map(table), key)
+    }
+
+    fn scan_prefix(&self, table: &str, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.inner.scan_prefix(&self.ns.map(table), prefix)
     }
 }
 
