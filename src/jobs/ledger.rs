@@ -35,8 +35,7 @@ impl Binding for ConsolidationBinding {
     }
 
     fn after(&self, processor: &ConsolidationProcessor) {
-        self.duplicates
-            .update("daily-consolidation", processor.duplicates_skipped());
+        self.duplicates.update(processor.duplicates_skipped());
     }
 
     /// A balance changed after its business day had ended (in processing time) is a late

@@ -190,19 +190,30 @@ pub trait Binding: Send + 'static {
 
 /// Feeds `fluxo_duplicates_skipped_total{processor}` from a processor's own running count,
 /// which restarts from zero when the processor is rebuilt (after a rewind or a rebalance).
-#[derive(Debug, Default)]
+/// Labelled by the processor's name, not its kind: two processors of one kind in a topology
+/// have a series each.
+#[derive(Debug)]
 pub struct DuplicateCounter {
+    processor: String,
     seen: std::cell::Cell<u64>,
 }
 
 impl DuplicateCounter {
-    /// Add what `skipped_so_far` grew by since the last call to the counter of `processor`.
-    pub fn update(&self, processor: &str, skipped_so_far: u64) {
+    /// A counter for processor `processor` (its name in the topology).
+    pub fn new(processor: &str) -> Self {
+        Self {
+            processor: processor.to_string(),
+            seen: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Add what `skipped_so_far` grew by since the last call to the processor's counter.
+    pub fn update(&self, skipped_so_far: u64) {
         let before = self.seen.replace(skipped_so_far);
         let delta = skipped_so_far.checked_sub(before).unwrap_or(skipped_so_far);
         if delta > 0 {
             crate::metrics::DUPLICATES_SKIPPED
-                .with_label_values(&[processor])
+                .with_label_values(&[&self.processor])
                 .inc_by(delta);
         }
     }
@@ -369,6 +380,7 @@ pub fn build(config: &ProcessorConfig, codec: Codec) -> anyhow::Result<Box<dyn J
                 config.inputs[0].clone(),
                 output,
                 crate::privacy::pseudonymizer(),
+                DuplicateCounter::new(&config.name),
             )?,
             codec,
             ns,
@@ -377,7 +389,7 @@ pub fn build(config: &ProcessorConfig, codec: Codec) -> anyhow::Result<Box<dyn J
             ledger::ConsolidationBinding {
                 config: c.clone(),
                 output,
-                duplicates: DuplicateCounter::default(),
+                duplicates: DuplicateCounter::new(&config.name),
             },
             codec,
             ns,
@@ -414,5 +426,25 @@ impl StateWriter for NamespacedWriter<'_> {
 
     fn delete(&mut self, table: &str, key: &[u8]) {
         self.inner.delete(&self.ns.map(table), key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DuplicateCounter;
+    use crate::metrics::DUPLICATES_SKIPPED;
+
+    /// Two processors of one kind (two consolidations, say) count their duplicates in series of
+    /// their own, named after each processor.
+    #[test]
+    fn duplicates_are_counted_per_processor_name() {
+        let value = |name: &str| DUPLICATES_SKIPPED.with_label_values(&[name]).get();
+        let (a, b) = ("dup-test-ledger-a", "dup-test-ledger-b");
+        let first = DuplicateCounter::new(a);
+        let second = DuplicateCounter::new(b);
+        first.update(3);
+        second.update(1);
+        first.update(5);
+        assert_eq!((value(a), value(b)), (5, 1));
     }
 }

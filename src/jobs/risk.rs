@@ -40,7 +40,8 @@ pub struct RiskBinding {
 
 impl RiskBinding {
     /// A binding for `config` reading `transactions` and writing `output`, storing documents
-    /// under their pseudonyms from `pseudonymizer`.
+    /// under their pseudonyms from `pseudonymizer`, counting skipped duplicates in
+    /// `duplicates`.
     ///
     /// # Errors
     /// When the validator's HTTP client cannot be built.
@@ -49,6 +50,7 @@ impl RiskBinding {
         transactions: String,
         output: String,
         pseudonymizer: Pseudonymizer,
+        duplicates: super::DuplicateCounter,
     ) -> anyhow::Result<Self> {
         let validator = Validator::new(&config.external)?;
         Ok(Self {
@@ -58,7 +60,7 @@ impl RiskBinding {
             validator,
             pseudonymizer,
             prepared: HashMap::new(),
-            duplicates: super::DuplicateCounter::default(),
+            duplicates,
         })
     }
 }
@@ -173,8 +175,7 @@ impl Binding for RiskBinding {
     }
 
     fn after(&self, processor: &RiskProcessor) {
-        self.duplicates
-            .update("risk-scoring", processor.duplicates_skipped());
+        self.duplicates.update(processor.duplicates_skipped());
     }
 
     fn observe(&self, decision: &RiskDecision) {
