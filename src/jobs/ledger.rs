@@ -5,6 +5,7 @@ use super::{Binding, JobError, Output, RawRecord};
 use crate::codec::Codec;
 use fluxo_processors::consolidation::{self, ConsolidationProcessor};
 use fluxo_processors::events::{DailyBalance, LedgerEntry};
+use fluxo_processors::views::OutputEvent;
 
 /// Whether `balance` changed after its business day had ended: its `updated_at` (processing
 /// time of the change) falls on a later business date in `tz`.
@@ -49,7 +50,7 @@ impl Binding for ConsolidationBinding {
     fn encode(&self, codec: &Codec, balance: &DailyBalance) -> anyhow::Result<Output> {
         Ok(Output::new(
             &self.output,
-            consolidation::output_key(balance).into_bytes(),
+            balance.output_key(),
             codec.encode(&self.output, balance)?,
         ))
     }

@@ -2,15 +2,17 @@
 //!
 //! The engine ([`crate::engine`]) moves bytes; a [`Job`] knows what they mean. Each processor
 //! kind has a [`Binding`] (which topic decodes into which input variant, which output goes to
-//! which topic with which key) and runs as a [`TypedJob`].
+//! which topic with which key) and runs as a [`TypedJob`]. [`kinds`] names each kind's types
+//! once; a processor with one input and one output event runs with the generic
+//! [`kinds::EventBinding`], the others (risk, consolidation) with a binding of their own.
 
-use crate::catalog::{Params, StoreNamespace};
+use crate::catalog::StoreNamespace;
 use crate::codec::{Codec, DecodeFailure};
 use crate::config::ProcessorConfig;
 use fluxo_processors::{Context, Processor, RecordMeta, Resume, StateReader, StateWriter, Tick};
 
+pub mod kinds;
 pub mod ledger;
-pub mod market;
 pub mod risk;
 pub mod views;
 
@@ -350,51 +352,23 @@ where
     }
 }
 
-/// Build the job of a validated processor.
+/// Build the job of a validated processor, with the types of its kind ([`kinds::dispatch`]).
 ///
 /// # Errors
 /// When the validator client of a risk processor cannot be built.
 pub fn build(config: &ProcessorConfig, codec: Codec) -> anyhow::Result<Box<dyn Job>> {
-    let output = config.outputs[0].clone();
-    let ns = StoreNamespace::new(config.kind, &config.name);
-    Ok(match &config.params {
-        Params::PriceChange(c) => Box::new(TypedJob::new(
-            market::PriceChangeBinding {
-                config: c.clone(),
-                output,
-            },
-            codec,
-            ns,
-        )),
-        Params::BelowAverage(c) => Box::new(TypedJob::new(
-            market::BelowAverageBinding {
-                config: c.clone(),
-                output,
-            },
-            codec,
-            ns,
-        )),
-        Params::RiskScoring(c) => Box::new(TypedJob::new(
-            risk::RiskBinding::new(
-                (**c).clone(),
-                config.inputs[0].clone(),
-                output,
-                crate::privacy::pseudonymizer(),
-                DuplicateCounter::new(&config.name),
-            )?,
-            codec,
-            ns,
-        )),
-        Params::DailyConsolidation(c) => Box::new(TypedJob::new(
-            ledger::ConsolidationBinding {
-                config: c.clone(),
-                output,
-                duplicates: DuplicateCounter::new(&config.name),
-            },
-            codec,
-            ns,
-        )),
-    })
+    struct Build<'a> {
+        config: &'a ProcessorConfig,
+        codec: Codec,
+    }
+    impl kinds::KindVisitor for Build<'_> {
+        type Output = anyhow::Result<Box<dyn Job>>;
+        fn visit<K: kinds::KindTypes>(self) -> Self::Output {
+            let ns = StoreNamespace::new(self.config.kind, &self.config.name);
+            K::job(self.config, self.codec, ns)
+        }
+    }
+    kinds::dispatch(config.kind, Build { config, codec })
 }
 
 /// A [`StateReader`] that finds a processor's stores under its [`StoreNamespace`].

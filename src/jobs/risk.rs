@@ -19,6 +19,7 @@ use fluxo_processors::risk::{
     decision_log_fields, Config, ExternalValidation, ExternalVerdict, Pseudonymizer, RiskInput,
     RiskProcessor,
 };
+use fluxo_processors::views::OutputEvent;
 use std::collections::HashMap;
 
 /// `risk-scoring`.
@@ -169,7 +170,7 @@ impl Binding for RiskBinding {
     fn encode(&self, codec: &Codec, decision: &RiskDecision) -> anyhow::Result<Output> {
         Ok(Output::new(
             &self.output,
-            decision.transaction_id.as_bytes(),
+            decision.output_key(),
             codec.encode(&self.output, decision)?,
         ))
     }
