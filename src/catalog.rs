@@ -77,8 +77,8 @@ impl Kind {
     /// (see [`StoreNamespace`]), so two processors of one kind never share state.
     pub fn stores(self) -> &'static [&'static str] {
         match self {
-            Kind::PriceChange => &["symbols"],
-            Kind::BelowAverage => &["symbols", "sma-chunks"],
+            Kind::PriceChange => &["symbols", "held"],
+            Kind::BelowAverage => &["symbols", "sma-chunks", "held"],
             Kind::RiskScoring => &["blacklist", "payers"],
             Kind::DailyConsolidation => &["entries", "accounts", "day-ids"],
         }
@@ -261,7 +261,9 @@ mod tests {
             assert!(k.stores().contains(&store), "{table} not declared by {k}");
         };
         declared(Kind::PriceChange, price_change::SYMBOLS_TABLE);
+        declared(Kind::PriceChange, price_change::HELD_TABLE);
         declared(Kind::BelowAverage, below_average::SYMBOLS_TABLE);
+        declared(Kind::BelowAverage, below_average::HELD_TABLE);
         declared(Kind::BelowAverage, below_average::SMA_CHUNKS_TABLE);
         declared(Kind::RiskScoring, risk::store::BLACKLIST_TABLE);
         declared(Kind::RiskScoring, risk::store::PAYERS_TABLE);

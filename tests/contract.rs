@@ -117,6 +117,104 @@ async fn a_symbol_that_goes_quiet_still_alerts() {
     assert_eq!(stop(&mut child.0).code(), Some(0));
 }
 
+/// A symbol rises 12% and another dips below its average; fluxo is stopped while both quotes
+/// are still held back (the checkpoint keeps them), restarted, and no quote arrives any more.
+/// The restarted engine finds the held quotes when it resumes the partitions and the wall-clock
+/// tick releases them within the idle timeout (the lateness) plus a checkpoint interval and the
+/// tick's period of the restart. (Before, they waited for their symbol's next quote: for ever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quote_held_across_a_restart_is_released_without_new_quotes() {
+    let _serial = serial();
+    let lateness_ms = 8_000;
+    const PARTITIONS: i32 = 3;
+    let env = Env::new(
+        &["price-change", "below-average"],
+        "[processors.price-change.params]\nallowed_lateness = \"8s\"\n\
+         [processors.below-average.params]\nallowed_lateness = \"8s\"\nmin_samples = 3\n",
+    );
+    env.create_topics();
+    let prices = env.topic("asset-prices");
+    let mut p = TestProducer::new();
+    let mut child = KillOnDrop(env.start());
+    let quotes = [
+        quote("HALT", "h-1", "100.00", T0),
+        quote("HALT", "h-2", "112.00", T0 + 60_000),
+        quote("QUIET", "q-1", "50.00", T0),
+        quote("QUIET", "q-2", "50.00", T0 + 1_000),
+        quote("QUIET", "q-3", "50.00", T0 + 2_000),
+        quote("QUIET", "q-4", "40.00", T0 + 3_000),
+    ];
+    for q in &quotes {
+        p.send(&prices, &q.symbol, q).await;
+    }
+    env.wait_checkpointed("price-change", 6, Duration::from_secs(30));
+    env.wait_checkpointed("below-average", 6, Duration::from_secs(30));
+    assert_eq!(stop(&mut child.0).code(), Some(0));
+    // Stopped before the idle timeout: nothing was released, the state holds both symbols.
+    assert!(
+        read_to_end(&env.topic("price-alerts"), Duration::from_secs(3)).is_empty(),
+        "released before the stop; the test needs a longer lateness; log:\n{}",
+        env.log()
+    );
+    assert!(read_to_end(&env.topic("below-average-events"), Duration::from_secs(3)).is_empty());
+    let held = |table: &str, symbol: &str| {
+        let store = env.store();
+        (0..PARTITIONS).any(|partition| {
+            let mut key = format!("{prices}/{partition}").into_bytes();
+            key.push(0);
+            key.extend_from_slice(symbol.as_bytes());
+            store.get(table, &key).unwrap().is_some()
+        })
+    };
+    assert!(held("price-change/held", "HALT"));
+    assert!(held("below-average/held", "QUIET"));
+
+    let mut child = KillOnDrop(env.start());
+    let restarted = Instant::now();
+    let bound = Duration::from_millis(lateness_ms + 200 + 1_000 + 3_000);
+    let (alerts, seen) = wait_records(&env.topic("price-alerts"), 1, Duration::from_secs(30));
+    assert_eq!(
+        alerts.len(),
+        1,
+        "no alert for the held quote after the restart; log:\n{}",
+        env.log()
+    );
+    let alert: PriceAlert = decode(alerts[0].payload.as_ref().unwrap());
+    assert_eq!(
+        (alert.symbol.as_str(), alert.to_event_id.as_str()),
+        ("HALT", "h-2")
+    );
+    assert!(
+        seen - restarted <= bound,
+        "alert {:?} after the restart, bound {bound:?}",
+        seen - restarted
+    );
+    let (events, seen) = wait_records(
+        &env.topic("below-average-events"),
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(events.len(), 1, "log:\n{}", env.log());
+    let event: BelowAverageEvent = decode(events[0].payload.as_ref().unwrap());
+    assert_eq!(
+        (event.symbol.as_str(), event.quote_event_id.as_str()),
+        ("QUIET", "q-4")
+    );
+    assert!(
+        seen - restarted <= bound,
+        "event after {:?}",
+        seen - restarted
+    );
+    assert_eq!(stop(&mut child.0).code(), Some(0));
+    // Released once, and the index forgot the symbols.
+    assert_eq!(
+        read_to_end(&env.topic("price-alerts"), Duration::from_secs(3)).len(),
+        1
+    );
+    assert!(!held("price-change/held", "HALT"));
+    assert!(!held("below-average/held", "QUIET"));
+}
+
 /// Two price-change rules (10% in 5 minutes, 5% in 1 minute) in one topology, restarted between
 /// a symbol's low and its rises: each restores its own window, so each raises exactly its own
 /// alert. (With stores named by kind, each restored the other's window.)

@@ -21,7 +21,8 @@
 //! `(event_time, arrival)` order once the watermark passes them, so out-of-order quotes count as
 //! if they had arrived in order, and events lag by up to `allowed_lateness` of event time.
 //! A symbol that goes quiet has its held quotes released after `idle_timeout` of wall-clock time
-//! in live runs, and at the end of a replay's range, as price change's "quiet symbols" describes.
+//! in live runs, and at the end of a replay's range, as price change's "quiet symbols" describes;
+//! [`HELD_TABLE`] finds them again after a restart.
 //!
 //! **The average is the history's**: a released quote `q` (time `t`, price `p`) is compared with
 //! the average of the quotes released *before* it, and only then added to the average.
@@ -98,7 +99,7 @@ use crate::events::{
     AssetPrice, AverageMethod, BelowAverageEvent, CrossingKind, PERCENT_SCALE, PRICE_SCALE,
 };
 use crate::keyed::{self as shared, Cache, Quote, Reorder};
-use crate::{views, Context, Millis, Processor, Rejection, StateReader, StateWriter, Tick};
+use crate::{views, Context, Millis, Processor, Rejection, Resume, StateReader, StateWriter, Tick};
 use rust_decimal::prelude::MathematicalOps;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -106,6 +107,12 @@ use std::collections::{btree_map, BTreeMap};
 
 /// Private state table: key = symbol, value = postcard of the symbol's state.
 pub const SYMBOLS_TABLE: &str = "below-average/symbols";
+
+/// Private index of the symbols holding quotes back: key = `<topic>/<partition> \0 symbol`,
+/// empty value. Written when a symbol starts or stops holding quotes, read when the runtime
+/// resumes a partition ([`Processor::on_resume`]), so a quiet symbol's held quotes are released
+/// after a restart too.
+pub const HELD_TABLE: &str = "below-average/held";
 /// Private table of SMA history chunks: key = `symbol \0 chunk number (u64 big-endian)`.
 pub const SMA_CHUNKS_TABLE: &str = "below-average/sma-chunks";
 
@@ -400,6 +407,12 @@ struct SymbolState {
     chunks: Chunks,
 }
 
+impl shared::Held for SymbolState {
+    fn reorder(&mut self) -> &mut Reorder {
+        &mut self.reorder
+    }
+}
+
 fn chunk_key(symbol: &str, chunk: u64) -> Vec<u8> {
     let mut key = views::partition_prefix(symbol);
     key.extend_from_slice(&chunk.to_be_bytes());
@@ -615,7 +628,8 @@ impl Processor for BelowAverageProcessor {
         let params = &self.params;
         let state_errors = &mut self.state_errors;
         let reader = ctx.state;
-        let mut slot = self.cache.get(&symbol, || {
+        let origin = (ctx.meta.topic, ctx.meta.partition);
+        let mut slot = self.cache.get(&symbol, origin, || {
             shared::load(reader, SYMBOLS_TABLE, &symbol, state_errors)
         });
         if let Err(rejection) =
@@ -672,31 +686,39 @@ impl Processor for BelowAverageProcessor {
         });
     }
 
-    fn flush(&mut self, changes: &mut dyn StateWriter) {
-        self.cache.flush_with(|symbol, state| {
-            changes.put(SYMBOLS_TABLE, symbol.as_bytes(), &shared::encode(&*state));
-            let chunks = &mut state.chunks;
-            for n in chunks.dead.drain(..) {
-                changes.delete(SMA_CHUNKS_TABLE, &chunk_key(symbol, n));
-            }
-            for (n, chunk) in chunks.loaded.iter_mut().filter(|(_, c)| c.dirty) {
-                chunk.dirty = false;
-                changes.put(
-                    SMA_CHUNKS_TABLE,
-                    &chunk_key(symbol, *n),
-                    &shared::encode(&chunk.entries),
-                );
-            }
-            // Keep only what the next quotes touch: the head chunk (eviction) and the tail
-            // chunk (append). Everything else is stored and reloads lazily.
-            if let Some(Avg::Sma(sma)) = &state.avg {
-                let head = sma.head / CHUNK_LEN;
-                let tail = sma.tail.saturating_sub(1) / CHUNK_LEN;
-                chunks.loaded.retain(|n, _| *n == head || *n == tail);
-            } else {
-                chunks.loaded.clear();
-            }
+    fn on_resume(&mut self, state: &dyn StateReader, resume: Resume<'_>) {
+        let errors = &mut self.state_errors;
+        self.cache.resume(state, HELD_TABLE, resume, |symbol| {
+            shared::load(state, SYMBOLS_TABLE, symbol, errors)
         });
+    }
+
+    fn flush(&mut self, changes: &mut dyn StateWriter) {
+        self.cache
+            .flush_with(changes, HELD_TABLE, |changes, symbol, state| {
+                changes.put(SYMBOLS_TABLE, symbol.as_bytes(), &shared::encode(&*state));
+                let chunks = &mut state.chunks;
+                for n in chunks.dead.drain(..) {
+                    changes.delete(SMA_CHUNKS_TABLE, &chunk_key(symbol, n));
+                }
+                for (n, chunk) in chunks.loaded.iter_mut().filter(|(_, c)| c.dirty) {
+                    chunk.dirty = false;
+                    changes.put(
+                        SMA_CHUNKS_TABLE,
+                        &chunk_key(symbol, *n),
+                        &shared::encode(&chunk.entries),
+                    );
+                }
+                // Keep only what the next quotes touch: the head chunk (eviction) and the tail
+                // chunk (append). Everything else is stored and reloads lazily.
+                if let Some(Avg::Sma(sma)) = &state.avg {
+                    let head = sma.head / CHUNK_LEN;
+                    let tail = sma.tail.saturating_sub(1) / CHUNK_LEN;
+                    chunks.loaded.retain(|n, _| *n == head || *n == tail);
+                } else {
+                    chunks.loaded.clear();
+                }
+            });
         for event in self.views.drain(..) {
             views::materialize(changes, &event);
         }
@@ -1606,7 +1628,7 @@ mod tests {
         // In memory only the head and tail chunks remain.
         let cached: Vec<u64> = p
             .cache
-            .get("X", SymbolState::default)
+            .get("X", ("asset-prices", 0), SymbolState::default)
             .state()
             .chunks
             .loaded

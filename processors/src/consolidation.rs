@@ -259,10 +259,13 @@ pub fn output_key(balance: &DailyBalance) -> String {
 
 /// `YYYY-MM-DD` of a day number (days since 1970-01-01), or the number if out of range.
 fn format_date(days: i32) -> String {
-    match NaiveDate::from_epoch_days(days) {
-        Some(d) => format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()),
-        None => days.to_string(),
-    }
+    date_text(days).unwrap_or_else(|| days.to_string())
+}
+
+/// `YYYY-MM-DD` of a day number (days since 1970-01-01); `None` outside the calendar's range.
+pub(crate) fn date_text(days: i32) -> Option<String> {
+    NaiveDate::from_epoch_days(days)
+        .map(|d| format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day()))
 }
 
 /// The business date (days since 1970-01-01) of an instant in a time zone, if representable.

@@ -1,11 +1,11 @@
 //! Keyed state shared by the market processors ([`crate::price_change`],
 //! [`crate::below_average`]): the per-key reorder buffer that releases records in event-time
-//! order, the per-symbol working set with dirty tracking and eviction, and state
-//! (de)serialisation.
+//! order, the per-symbol working set with dirty tracking and eviction, the index of symbols
+//! holding quotes back (so a restarted processor finds them), and state (de)serialisation.
 
 use crate::config::DurationMs;
 use crate::events::{AssetPrice, PRICE_SCALE};
-use crate::{Millis, Rejection, StateReader, Tick};
+use crate::{views, Millis, Rejection, Resume, StateReader, StateWriter, Tick};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -42,8 +42,8 @@ pub(crate) struct Reorder {
     /// Newest accepted event time.
     max_time: Option<Millis>,
     pub(super) pending: VecDeque<Quote>,
-    /// Processing time of the last push (not persisted: a restored buffer counts from the
-    /// next quote of its symbol).
+    /// Processing time of the last push (not persisted: a buffer restored lazily counts from
+    /// the next quote of its symbol, one restored by [`Cache::resume`] from the resume).
     #[serde(skip)]
     arrived: Millis,
 }
@@ -244,12 +244,86 @@ impl Hasher for FxHasher {
     }
 }
 
+/// A symbol state with a reorder buffer: what the held-quote index looks at.
+pub(crate) trait Held {
+    /// The symbol's reorder buffer.
+    fn reorder(&mut self) -> &mut Reorder;
+}
+
+/// The input partition a symbol's quotes come from, as the runtime names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    topic: String,
+    partition: i32,
+}
+
+impl Origin {
+    /// `<topic>/<partition> \0`: one partition of the held-quote index, so a store shaped like
+    /// a wide-column table answers a resume from one partition.
+    fn prefix(topic: &str, partition: i32) -> Vec<u8> {
+        views::partition_prefix(&format!("{topic}/{partition}"))
+    }
+
+    /// The key of `symbol` in the held-quote index.
+    fn key(&self, symbol: &str) -> Vec<u8> {
+        let mut key = Self::prefix(&self.topic, self.partition);
+        key.extend_from_slice(symbol.as_bytes());
+        key
+    }
+
+    fn is(&self, topic: &str, partition: i32) -> bool {
+        self.partition == partition && self.topic == topic
+    }
+}
+
+/// Whether the held-quote index has an entry for a cached symbol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Indexed {
+    /// No entry.
+    No,
+    /// An entry under this partition.
+    Under(Origin),
+    /// Loaded lazily with quotes held back: its entry, if one was written, is under the
+    /// partition its quotes come from (state written before the index existed has none).
+    Unknown,
+}
+
 #[derive(Debug)]
 struct Slot<S> {
     symbol: String,
     state: S,
     dirty: bool,
     last_used: u64,
+    /// The partition of the symbol's latest quote.
+    origin: Origin,
+    /// What the stored held-quote index says of the symbol.
+    indexed: Indexed,
+}
+
+impl<S: Held> Slot<S> {
+    /// Bring the held-quote index in line with the state being flushed: an entry under the
+    /// symbol's partition while it holds quotes back, none otherwise. Written only when that
+    /// changes, so a symbol that keeps quoting costs no index write per flush.
+    fn update_index(&mut self, changes: &mut dyn StateWriter, table: &str) {
+        let held = self.state.reorder().held_since().is_some();
+        let stale = match &self.indexed {
+            Indexed::Under(o) if held && *o == self.origin => return,
+            Indexed::No if !held => return,
+            Indexed::Under(o) => Some(o.key(&self.symbol)),
+            Indexed::Unknown => Some(self.origin.key(&self.symbol)),
+            Indexed::No => None,
+        };
+        let key = self.origin.key(&self.symbol);
+        if let Some(stale) = stale.filter(|k| !held || *k != key) {
+            changes.delete(table, &stale);
+        }
+        self.indexed = if held {
+            changes.put(table, &key, &[]);
+            Indexed::Under(self.origin.clone())
+        } else {
+            Indexed::No
+        };
+    }
 }
 
 /// The in-memory working set: symbol -> state, with dirty tracking and LRU eviction.
@@ -295,19 +369,35 @@ impl<S> SlotRef<'_, S> {
     }
 }
 
-impl<S> Cache<S> {
-    /// The slot of `symbol`, loading it with `load` on first sight.
-    pub(crate) fn get(&mut self, symbol: &str, load: impl FnOnce() -> S) -> SlotRef<'_, S> {
+impl<S: Held> Cache<S> {
+    /// The slot of `symbol`, whose quote came from `topic`/`partition`, loading it with `load`
+    /// on first sight.
+    pub(crate) fn get(
+        &mut self,
+        symbol: &str,
+        (topic, partition): (&str, i32),
+        load: impl FnOnce() -> S,
+    ) -> SlotRef<'_, S> {
         self.tick += 1;
         let at = match self.index.get(symbol) {
             Some(&at) => at,
             None => {
                 let at = self.slots.len();
+                let mut state = load();
+                let indexed = match state.reorder().held_since() {
+                    Some(_) => Indexed::Unknown,
+                    None => Indexed::No,
+                };
                 self.slots.push(Slot {
                     symbol: symbol.to_string(),
-                    state: load(),
+                    state,
                     dirty: false,
                     last_used: 0,
+                    origin: Origin {
+                        topic: topic.to_string(),
+                        partition,
+                    },
+                    indexed,
                 });
                 self.index.insert(symbol.to_string(), at);
                 at
@@ -316,6 +406,12 @@ impl<S> Cache<S> {
         // `index` only holds positions in `slots`; both are rebuilt together in `evict`.
         let slot = &mut self.slots[at];
         slot.last_used = self.tick;
+        if !slot.origin.is(topic, partition) {
+            slot.origin = Origin {
+                topic: topic.to_string(),
+                partition,
+            };
+        }
         SlotRef {
             slot,
             dirty: &mut self.dirty,
@@ -333,14 +429,68 @@ impl<S> Cache<S> {
         }
     }
 
-    /// Call `write` for every dirty symbol (in the order they became dirty) and mark it
-    /// clean.
-    pub(crate) fn flush_with(&mut self, mut write: impl FnMut(&str, &mut S)) {
+    /// Call `write` for every dirty symbol (in the order they became dirty), keep the
+    /// held-quote index `held_table` in line with it, and mark it clean.
+    pub(crate) fn flush_with(
+        &mut self,
+        changes: &mut dyn StateWriter,
+        held_table: &str,
+        mut write: impl FnMut(&mut dyn StateWriter, &str, &mut S),
+    ) {
         for at in self.dirty.drain(..) {
             if let Some(slot) = self.slots.get_mut(at) {
                 slot.dirty = false;
-                write(&slot.symbol, &mut slot.state);
+                write(&mut *changes, &slot.symbol, &mut slot.state);
+                slot.update_index(changes, held_table);
             }
+        }
+    }
+
+    /// The runtime resumed an input partition from its checkpoint: load every symbol that the
+    /// held-quote index `held_table` lists under it and that is not cached, with `load`. Their
+    /// held quotes count as arrived at the resume's processing time, so a wall-clock tick
+    /// releases them once the symbol stays quiet for the idle timeout, as if its last quote had
+    /// come then (without this they would wait for the symbol's next quote, for ever if it
+    /// stopped quoting).
+    pub(crate) fn resume(
+        &mut self,
+        reader: &dyn StateReader,
+        held_table: &str,
+        resume: Resume<'_>,
+        mut load: impl FnMut(&str) -> S,
+    ) {
+        let prefix = Origin::prefix(resume.topic, resume.partition);
+        for (key, _) in reader.scan_prefix(held_table, &prefix) {
+            let Ok(symbol) = std::str::from_utf8(&key[prefix.len().min(key.len())..]) else {
+                continue;
+            };
+            if self.index.contains_key(symbol) {
+                continue;
+            }
+            let mut state = load(symbol);
+            let held = state.reorder().held_since().is_some();
+            state.reorder().arrived = resume.processing_time;
+            let at = self.slots.len();
+            self.tick += 1;
+            self.slots.push(Slot {
+                symbol: symbol.to_string(),
+                state,
+                // An entry whose symbol holds nothing (any more) is removed at the next flush.
+                dirty: !held,
+                last_used: self.tick,
+                origin: Origin {
+                    topic: resume.topic.to_string(),
+                    partition: resume.partition,
+                },
+                indexed: Indexed::Under(Origin {
+                    topic: resume.topic.to_string(),
+                    partition: resume.partition,
+                }),
+            });
+            if !held {
+                self.dirty.push(at);
+            }
+            self.index.insert(symbol.to_string(), at);
         }
     }
 

@@ -145,6 +145,19 @@ pub enum Tick<'a> {
     EndOfInput,
 }
 
+/// The runtime resumed an input partition from its checkpoint, with a fresh processor: at
+/// start, after a rebalance gave it the partition, or after a rewind. Reported to
+/// [`Processor::on_resume`] before the partition's next record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume<'a> {
+    /// Input topic.
+    pub topic: &'a str,
+    /// Input partition.
+    pub partition: i32,
+    /// Processing time of the resume (the wall clock in live runs, as in [`RecordMeta`]).
+    pub processing_time: Millis,
+}
+
 /// A pure stream processor.
 pub trait Processor {
     /// The typed input (an enum when the processor reads several topics).
@@ -172,4 +185,11 @@ pub trait Processor {
     /// processing time. Changes made here are flushed and committed like any other. The default
     /// does nothing.
     fn on_tick(&mut self, _ctx: &mut Context<'_, Self::Output>, _tick: Tick<'_>) {}
+
+    /// An input partition resumed from its checkpoint ([`Resume`]). A processor that holds
+    /// records back finds, in its committed state, those of the partition that were held when
+    /// the checkpoint was taken, so [`Processor::on_tick`] releases them even if their key never
+    /// sees another record; everything else may keep loading lazily. Nothing is emitted here.
+    /// The default does nothing.
+    fn on_resume(&mut self, _state: &dyn StateReader, _resume: Resume<'_>) {}
 }

@@ -33,8 +33,10 @@
 //! its watermark up to its newest event time: a quote older than that arriving afterwards is
 //! `late`. Replays never see the wall clock; at the end of their range ([`Tick::EndOfInput`])
 //! they release whatever is still held, so two replays give the same outputs. Held quotes live in
-//! memory until released; after a restart they are released by their symbol's next quote or,
-//! if it stays quiet, not at all (the state keeps them; see the runtime's README section).
+//! memory until released, and in the state with their symbol; [`HELD_TABLE`] lists the symbols
+//! holding quotes per input partition, so after a restart (or a rebalance) the partition's
+//! resume ([`Processor::on_resume`]) loads them and the wall-clock tick releases them
+//! `idle_timeout` after the resume if their symbol stays quiet.
 //!
 //! **Window.** When quote `q` (time `t`, price `p`) is released, its window holds every released
 //! quote of the symbol with `t - window <= event_time <= t` up to and including `q`. Both ends
@@ -86,13 +88,19 @@
 use crate::config::{ConfigDecimal, DurationMs};
 use crate::events::{AssetPrice, Direction, PriceAlert, PERCENT_SCALE, PRICE_SCALE};
 use crate::keyed::{self as shared, Cache, Quote, Reorder};
-use crate::{views, Context, Millis, Processor, Rejection, StateWriter, Tick};
+use crate::{views, Context, Millis, Processor, Rejection, Resume, StateReader, StateWriter, Tick};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// Private state table: key = symbol, value = postcard of the symbol's window state.
 pub const SYMBOLS_TABLE: &str = "price-change/symbols";
+
+/// Private index of the symbols holding quotes back: key = `<topic>/<partition> \0 symbol`,
+/// empty value. Written when a symbol starts or stops holding quotes, read when the runtime
+/// resumes a partition ([`Processor::on_resume`]), so a quiet symbol's held quotes are released
+/// after a restart too.
+pub const HELD_TABLE: &str = "price-change/held";
 
 /// Largest accepted `threshold_pct`.
 const MAX_THRESHOLD_PCT: i64 = 10_000;
@@ -216,6 +224,12 @@ struct SymbolState {
     fall_level: Option<Decimal>,
 }
 
+impl shared::Held for SymbolState {
+    fn reorder(&mut self) -> &mut Reorder {
+        &mut self.reorder
+    }
+}
+
 /// Derived parameters used on the hot path.
 #[derive(Debug, Clone)]
 struct Params {
@@ -305,7 +319,8 @@ impl Processor for PriceChangeProcessor {
         let params = &self.params;
         let state_errors = &mut self.state_errors;
         let reader = ctx.state;
-        let mut slot = self.cache.get(&symbol, || {
+        let origin = (ctx.meta.topic, ctx.meta.partition);
+        let mut slot = self.cache.get(&symbol, origin, || {
             shared::load(reader, SYMBOLS_TABLE, &symbol, state_errors)
         });
         if let Err(rejection) =
@@ -350,10 +365,18 @@ impl Processor for PriceChangeProcessor {
         });
     }
 
-    fn flush(&mut self, changes: &mut dyn StateWriter) {
-        self.cache.flush_with(|symbol, state| {
-            changes.put(SYMBOLS_TABLE, symbol.as_bytes(), &shared::encode(state));
+    fn on_resume(&mut self, state: &dyn StateReader, resume: Resume<'_>) {
+        let errors = &mut self.state_errors;
+        self.cache.resume(state, HELD_TABLE, resume, |symbol| {
+            shared::load(state, SYMBOLS_TABLE, symbol, errors)
         });
+    }
+
+    fn flush(&mut self, changes: &mut dyn StateWriter) {
+        self.cache
+            .flush_with(changes, HELD_TABLE, |changes, symbol, state| {
+                changes.put(SYMBOLS_TABLE, symbol.as_bytes(), &shared::encode(state));
+            });
         for alert in self.views.drain(..) {
             views::materialize(changes, &alert);
         }
@@ -556,6 +579,51 @@ mod tests {
     }
 
     // ------------------------------------------------------------------ scenarios
+
+    /// A quote held back when the checkpoint was taken is found again by the partition's resume
+    /// and released by the wall clock `idle_timeout` after it, with no new quote; a partition
+    /// that did not hold it finds nothing; once released, the held index forgets the symbol.
+    #[test]
+    fn a_held_quote_is_released_after_a_restart_without_new_quotes() {
+        use crate::testkit::{step_at, tick};
+        use crate::{Resume, Tick};
+        let cfg = config(|c| c.idle_timeout = Some(DurationMs(10_000)));
+        let mut state = MemoryState::new();
+        let mut p = PriceChangeProcessor::new(cfg.clone());
+        let arrived = 1_000_000;
+        step_at(&mut p, &state, 1, quote("a", "HALT", "100", T0), arrived).unwrap();
+        step_at(
+            &mut p,
+            &state,
+            2,
+            quote("b", "HALT", "112", T0 + M),
+            arrived,
+        )
+        .unwrap();
+        p.flush(&mut state);
+        assert_eq!(state.table(HELD_TABLE).len(), 1, "HALT holds its quote");
+
+        let resume = |partition| Resume {
+            topic: "asset-prices",
+            partition,
+            processing_time: arrived + 60_000,
+        };
+        let mut elsewhere = PriceChangeProcessor::new(cfg.clone());
+        elsewhere.on_resume(&state, resume(1));
+        assert_eq!(elsewhere.cached_symbols(), 0);
+
+        let mut restarted = PriceChangeProcessor::new(cfg);
+        restarted.on_resume(&state, resume(0));
+        assert_eq!(restarted.cached_symbols(), 1);
+        let now = arrived + 60_000 + 9_999;
+        assert!(tick(&mut restarted, &state, Tick::WallClock(now), now).is_empty());
+        let now = arrived + 60_000 + 10_000;
+        let out = tick(&mut restarted, &state, Tick::WallClock(now), now);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to_event_id, "b");
+        restarted.flush(&mut state);
+        assert!(state.table(HELD_TABLE).is_empty());
+    }
 
     /// A symbol that rises and goes quiet: its last quote waits for `allowed_lateness` of event
     /// time that never comes; the wall-clock tick releases it once it waited `idle_timeout`

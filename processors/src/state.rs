@@ -13,6 +13,12 @@ use std::collections::BTreeMap;
 pub trait StateReader {
     /// The value stored under `key` in `table`, if any.
     fn get(&self, table: &str, key: &[u8]) -> Option<Vec<u8>>;
+
+    /// Every `(key, value)` of `table` whose key starts with `prefix`, in key order. `prefix`
+    /// names one partition of the table (it ends with [`crate::views::SEP`], as
+    /// [`crate::views::partition_prefix`] builds it), so a wide-column store answers from one
+    /// partition. Meant for restoring a processor, not for the per-record path.
+    fn scan_prefix(&self, table: &str, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)>;
 }
 
 /// Buffered writes, committed by the runtime atomically with input offsets.
@@ -52,6 +58,14 @@ impl StateReader for MemoryState {
             .get(&(table.to_string(), key.to_vec()))
             .cloned()
     }
+
+    fn scan_prefix(&self, table: &str, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.entries
+            .range((table.to_string(), prefix.to_vec())..)
+            .take_while(|((t, k), _)| t == table && k.starts_with(prefix))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 impl StateWriter for MemoryState {
@@ -72,5 +86,9 @@ pub struct NoState;
 impl StateReader for NoState {
     fn get(&self, _table: &str, _key: &[u8]) -> Option<Vec<u8>> {
         None
+    }
+
+    fn scan_prefix(&self, _table: &str, _prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        Vec::new()
     }
 }

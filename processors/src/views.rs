@@ -9,7 +9,9 @@
 //! Every row is written by [`materialize`], from the event's [`ViewRow`] impl: by the
 //! processors in `fluxo run` (their `flush`) and by the read-side replica of `fluxo serve`
 //! (`jobs::views` in the runtime, from the output topics), so the two cannot key or encode a
-//! row differently. A new output event with a view is one `impl ViewRow` here.
+//! row differently. A new output event implements [`ViewRow`] and [`OutputEvent`] (here or
+//! in its processor's module): the runtime's generic binding, view replica and replay diff
+//! take it from there.
 
 use crate::events::{BelowAverageEvent, DailyBalance, PriceAlert, RiskDecision};
 use crate::{Millis, StateWriter};
@@ -100,6 +102,109 @@ impl ViewRow for DailyBalance {
 
     fn view_key(&self) -> Vec<u8> {
         daily_balance_key(&self.account_id, self.business_date)
+    }
+}
+
+/// An output event as the runtime handles every one alike: its Kafka key, and what identifies
+/// and compares it in a replay's what-if diff. With [`ViewRow`], this is all the runtime needs
+/// of a new output event besides its Avro codec (generated from its schema); the impls may live
+/// next to the event's processor.
+pub trait OutputEvent: ViewRow {
+    /// The key of the output record in Kafka (it decides the partition).
+    fn output_key(&self) -> Vec<u8>;
+
+    /// What identifies this output across a live run and a replay of the same input.
+    fn diff_key(&self) -> String;
+
+    /// The symbol a diff shows with a change, if the event has one.
+    fn diff_symbol(&self) -> Option<&str> {
+        None
+    }
+
+    /// The event time a diff shows with a change (epoch ms), if it shows one.
+    fn diff_time(&self) -> Option<Millis> {
+        None
+    }
+
+    /// What a diff compares besides the key (empty: only whether the output exists).
+    fn diff_class(&self) -> String {
+        String::new()
+    }
+}
+
+impl OutputEvent for PriceAlert {
+    fn output_key(&self) -> Vec<u8> {
+        self.symbol.as_bytes().to_vec()
+    }
+
+    fn diff_key(&self) -> String {
+        format!(
+            "{} {}->{}",
+            self.symbol, self.from_event_id, self.to_event_id
+        )
+    }
+
+    fn diff_symbol(&self) -> Option<&str> {
+        Some(&self.symbol)
+    }
+
+    fn diff_time(&self) -> Option<Millis> {
+        Some(self.to_time)
+    }
+}
+
+impl OutputEvent for BelowAverageEvent {
+    fn output_key(&self) -> Vec<u8> {
+        self.symbol.as_bytes().to_vec()
+    }
+
+    fn diff_key(&self) -> String {
+        format!("{} {} {:?}", self.symbol, self.quote_event_id, self.kind)
+    }
+
+    fn diff_symbol(&self) -> Option<&str> {
+        Some(&self.symbol)
+    }
+
+    fn diff_time(&self) -> Option<Millis> {
+        Some(self.event_time)
+    }
+}
+
+impl OutputEvent for RiskDecision {
+    fn output_key(&self) -> Vec<u8> {
+        self.transaction_id.as_bytes().to_vec()
+    }
+
+    fn diff_key(&self) -> String {
+        self.transaction_id.clone()
+    }
+
+    fn diff_time(&self) -> Option<Millis> {
+        Some(self.event_time)
+    }
+
+    fn diff_class(&self) -> String {
+        crate::risk::decision_symbol(self.decision).to_string()
+    }
+}
+
+impl OutputEvent for DailyBalance {
+    fn output_key(&self) -> Vec<u8> {
+        crate::consolidation::output_key(self).into_bytes()
+    }
+
+    fn diff_key(&self) -> String {
+        let day = crate::consolidation::date_text(self.business_date).unwrap_or_default();
+        format!("{}/{day}", self.account_id)
+    }
+
+    /// Compared, never shown: amounts stay out of the report.
+    fn diff_class(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.total_credits, self.total_debits, self.net, self.entry_count
+        )
     }
 }
 

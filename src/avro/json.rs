@@ -34,8 +34,8 @@
 
 use super::decimal::{self, DecimalError, DecimalSpec};
 use apache_avro::schema::{
-    ArraySchema, DecimalSchema, InnerDecimalSchema, MapSchema, Name, NamespaceRef, RecordSchema,
-    ResolvedSchema, UnionSchema, UuidSchema,
+    ArraySchema, DecimalSchema, FixedSchema, InnerDecimalSchema, MapSchema, Name, NamespaceRef,
+    RecordSchema, ResolvedSchema, UnionSchema, UuidSchema,
 };
 use apache_avro::types::Value;
 use apache_avro::Schema;
@@ -207,119 +207,7 @@ impl<'s> JsonCodec<'s> {
                     name.fullname(ns)
                 ))),
             },
-            Schema::Null => match json {
-                Json::Null => Ok(Value::Null),
-                _ => Err(path.error(format!("expected null, got {}", got()))),
-            },
-            Schema::Boolean => match json {
-                Json::Bool(b) => Ok(Value::Boolean(*b)),
-                _ => Err(path.error(format!("expected a boolean, got {}", got()))),
-            },
-            Schema::Int => int(json).map(Value::Int).ok_or_else(|| {
-                path.error(format!("expected an int (32-bit integer), got {}", got()))
-            }),
-            Schema::Long => long(json).map(Value::Long).ok_or_else(|| {
-                path.error(format!("expected a long (64-bit integer), got {}", got()))
-            }),
-            Schema::Float => number(json)
-                .map(|f| Value::Float(f as f32))
-                .ok_or_else(|| path.error(format!("expected a number, got {}", got()))),
-            Schema::Double => number(json)
-                .map(Value::Double)
-                .ok_or_else(|| path.error(format!("expected a number, got {}", got()))),
-            Schema::Bytes => code_points(json).map(Value::Bytes).ok_or_else(|| {
-                path.error(format!(
-                    "expected bytes as a string of characters U+0000 to U+00FF, got {}",
-                    got()
-                ))
-            }),
-            Schema::String => match json {
-                Json::String(s) => Ok(Value::String(s.clone())),
-                _ => Err(path.error(format!("expected a string, got {}", got()))),
-            },
-            Schema::Fixed(fixed) => {
-                let bytes = code_points(json).ok_or_else(|| {
-                    path.error(format!(
-                        "expected {} bytes as a string of characters U+0000 to U+00FF, got {}",
-                        fixed.size,
-                        got()
-                    ))
-                })?;
-                if bytes.len() != fixed.size {
-                    return Err(path.error(format!(
-                        "expected exactly {} bytes, got {}",
-                        fixed.size,
-                        bytes.len()
-                    )));
-                }
-                Ok(Value::Fixed(fixed.size, bytes))
-            }
             Schema::Decimal(spec) => self.decimal(spec, json, mode, path),
-            Schema::BigDecimal => {
-                let text = decimal_text(json).ok_or_else(|| {
-                    path.error(format!("expected a decimal as a string, got {}", got()))
-                })?;
-                text.parse::<apache_avro::BigDecimal>()
-                    .map(Value::BigDecimal)
-                    .map_err(|_| {
-                        path.error(format!("expected a decimal as a string, got {}", got()))
-                    })
-            }
-            Schema::Uuid(kind) => {
-                let parsed = match (kind, mode) {
-                    (UuidSchema::String, _) | (_, Mode::Input) => json
-                        .as_str()
-                        .and_then(|s| apache_avro::Uuid::parse_str(s).ok()),
-                    (UuidSchema::Bytes | UuidSchema::Fixed(_), Mode::Default) => {
-                        code_points(json).and_then(|b| apache_avro::Uuid::from_slice(&b).ok())
-                    }
-                };
-                parsed
-                    .map(Value::Uuid)
-                    .ok_or_else(|| path.error(format!("expected a UUID string, got {}", got())))
-            }
-            Schema::Date => date(json).map(Value::Date).ok_or_else(|| {
-                path.error(format!(
-                    "expected a date as \"YYYY-MM-DD\" or days since 1970-01-01, got {}",
-                    got()
-                ))
-            }),
-            Schema::TimeMillis => int(json).map(Value::TimeMillis).ok_or_else(|| {
-                path.error(format!(
-                    "expected a time of day in milliseconds, got {}",
-                    got()
-                ))
-            }),
-            Schema::TimeMicros => long(json).map(Value::TimeMicros).ok_or_else(|| {
-                path.error(format!(
-                    "expected a time of day in microseconds, got {}",
-                    got()
-                ))
-            }),
-            Schema::TimestampMillis => {
-                timestamp(json, Unit::Millis, false, path).map(Value::TimestampMillis)
-            }
-            Schema::TimestampMicros => {
-                timestamp(json, Unit::Micros, false, path).map(Value::TimestampMicros)
-            }
-            Schema::TimestampNanos => {
-                timestamp(json, Unit::Nanos, false, path).map(Value::TimestampNanos)
-            }
-            Schema::LocalTimestampMillis => {
-                timestamp(json, Unit::Millis, true, path).map(Value::LocalTimestampMillis)
-            }
-            Schema::LocalTimestampMicros => {
-                timestamp(json, Unit::Micros, true, path).map(Value::LocalTimestampMicros)
-            }
-            Schema::LocalTimestampNanos => {
-                timestamp(json, Unit::Nanos, true, path).map(Value::LocalTimestampNanos)
-            }
-            Schema::Duration(_) => duration(json, mode).map(Value::Duration).ok_or_else(|| {
-                path.error(format!(
-                    "expected a duration as {{\"months\": m, \"days\": d, \"millis\": ms}}, got {}",
-                    got()
-                ))
-            }),
             Schema::Enum(e) => {
                 let found = json
                     .as_str()
@@ -337,6 +225,14 @@ impl<'s> JsonCodec<'s> {
             Schema::Map(map) => self.map(map, json, ns, mode, path),
             Schema::Record(record) => self.record(record, json, ns, mode, path),
             Schema::Union(union) => self.union(union, json, ns, mode, path),
+            scalar => match primitive(scalar, json, path) {
+                Some(converted) => converted,
+                None => match logical(scalar, json, mode, path) {
+                    Some(converted) => converted,
+                    // `primitive` and `logical` between them take every other schema.
+                    None => Err(path.error(format!("cannot convert to {}", type_name(scalar)))),
+                },
+            },
         }
     }
 
@@ -683,6 +579,146 @@ impl<'s> JsonCodec<'s> {
 
 /// Days from 0001-01-01 (CE day 1) to 1970-01-01.
 const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+/// An Avro fixed of `fixed.size` bytes from a JSON string of code points U+0000 to U+00FF.
+fn fixed_value(fixed: &FixedSchema, json: &Json, path: &Path) -> Result<Value, JsonError> {
+    let got = || describe(json);
+    let bytes = code_points(json).ok_or_else(|| {
+        path.error(format!(
+            "expected {} bytes as a string of characters U+0000 to U+00FF, got {}",
+            fixed.size,
+            got()
+        ))
+    })?;
+    if bytes.len() != fixed.size {
+        return Err(path.error(format!(
+            "expected exactly {} bytes, got {}",
+            fixed.size,
+            bytes.len()
+        )));
+    }
+    Ok(Value::Fixed(fixed.size, bytes))
+}
+
+/// An Avro big decimal from a JSON string.
+fn big_decimal(json: &Json, path: &Path) -> Result<Value, JsonError> {
+    let got = || describe(json);
+    let text = decimal_text(json)
+        .ok_or_else(|| path.error(format!("expected a decimal as a string, got {}", got())))?;
+    text.parse::<apache_avro::BigDecimal>()
+        .map(Value::BigDecimal)
+        .map_err(|_| path.error(format!("expected a decimal as a string, got {}", got())))
+}
+
+/// A primitive Avro value (null, boolean, numbers, bytes, string, fixed) from JSON; `None`
+/// when `schema` is not one of those.
+fn primitive(schema: &Schema, json: &Json, path: &Path) -> Option<Result<Value, JsonError>> {
+    let got = || describe(json);
+    Some(match schema {
+        Schema::Null => match json {
+            Json::Null => Ok(Value::Null),
+            _ => Err(path.error(format!("expected null, got {}", got()))),
+        },
+        Schema::Boolean => match json {
+            Json::Bool(b) => Ok(Value::Boolean(*b)),
+            _ => Err(path.error(format!("expected a boolean, got {}", got()))),
+        },
+        Schema::Int => int(json)
+            .map(Value::Int)
+            .ok_or_else(|| path.error(format!("expected an int (32-bit integer), got {}", got()))),
+        Schema::Long => long(json)
+            .map(Value::Long)
+            .ok_or_else(|| path.error(format!("expected a long (64-bit integer), got {}", got()))),
+        Schema::Float => number(json)
+            .map(|f| Value::Float(f as f32))
+            .ok_or_else(|| path.error(format!("expected a number, got {}", got()))),
+        Schema::Double => number(json)
+            .map(Value::Double)
+            .ok_or_else(|| path.error(format!("expected a number, got {}", got()))),
+        Schema::Bytes => code_points(json).map(Value::Bytes).ok_or_else(|| {
+            path.error(format!(
+                "expected bytes as a string of characters U+0000 to U+00FF, got {}",
+                got()
+            ))
+        }),
+        Schema::String => match json {
+            Json::String(s) => Ok(Value::String(s.clone())),
+            _ => Err(path.error(format!("expected a string, got {}", got()))),
+        },
+        Schema::Fixed(fixed) => fixed_value(fixed, json, path),
+        _ => return None,
+    })
+}
+
+/// An Avro logical value (big decimal, UUID, date, times, timestamps, duration) from JSON;
+/// `None` when `schema` is not one of those (a fixed-scale decimal has its own converter).
+fn logical(
+    schema: &Schema,
+    json: &Json,
+    mode: Mode,
+    path: &Path,
+) -> Option<Result<Value, JsonError>> {
+    let got = || describe(json);
+    Some(match schema {
+        Schema::BigDecimal => big_decimal(json, path),
+        Schema::Uuid(kind) => {
+            let parsed = match (kind, mode) {
+                (UuidSchema::String, _) | (_, Mode::Input) => json
+                    .as_str()
+                    .and_then(|s| apache_avro::Uuid::parse_str(s).ok()),
+                (UuidSchema::Bytes | UuidSchema::Fixed(_), Mode::Default) => {
+                    code_points(json).and_then(|b| apache_avro::Uuid::from_slice(&b).ok())
+                }
+            };
+            parsed
+                .map(Value::Uuid)
+                .ok_or_else(|| path.error(format!("expected a UUID string, got {}", got())))
+        }
+        Schema::Date => date(json).map(Value::Date).ok_or_else(|| {
+            path.error(format!(
+                "expected a date as \"YYYY-MM-DD\" or days since 1970-01-01, got {}",
+                got()
+            ))
+        }),
+        Schema::TimeMillis => int(json).map(Value::TimeMillis).ok_or_else(|| {
+            path.error(format!(
+                "expected a time of day in milliseconds, got {}",
+                got()
+            ))
+        }),
+        Schema::TimeMicros => long(json).map(Value::TimeMicros).ok_or_else(|| {
+            path.error(format!(
+                "expected a time of day in microseconds, got {}",
+                got()
+            ))
+        }),
+        Schema::TimestampMillis => {
+            timestamp(json, Unit::Millis, false, path).map(Value::TimestampMillis)
+        }
+        Schema::TimestampMicros => {
+            timestamp(json, Unit::Micros, false, path).map(Value::TimestampMicros)
+        }
+        Schema::TimestampNanos => {
+            timestamp(json, Unit::Nanos, false, path).map(Value::TimestampNanos)
+        }
+        Schema::LocalTimestampMillis => {
+            timestamp(json, Unit::Millis, true, path).map(Value::LocalTimestampMillis)
+        }
+        Schema::LocalTimestampMicros => {
+            timestamp(json, Unit::Micros, true, path).map(Value::LocalTimestampMicros)
+        }
+        Schema::LocalTimestampNanos => {
+            timestamp(json, Unit::Nanos, true, path).map(Value::LocalTimestampNanos)
+        }
+        Schema::Duration(_) => duration(json, mode).map(Value::Duration).ok_or_else(|| {
+            path.error(format!(
+                "expected a duration as {{\"months\": m, \"days\": d, \"millis\": ms}}, got {}",
+                got()
+            ))
+        }),
+        _ => return None,
+    })
+}
 
 fn named(schema: &Schema) -> Option<&Name> {
     match schema {

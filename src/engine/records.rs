@@ -10,7 +10,7 @@ use super::{
 use crate::jobs::{DeadLetter, JobError, Output, RawRecord};
 use crate::metrics;
 use crate::state::{StateStore, StoreReader};
-use fluxo_processors::{RecordMeta, Tick};
+use fluxo_processors::{RecordMeta, Resume, Tick};
 use std::time::Instant;
 
 /// Copy the input's W3C trace headers onto its outputs, so a trace started upstream continues
@@ -168,6 +168,47 @@ impl Task {
             };
             self.tick(tick, processing_time)?;
         }
+        Ok(())
+    }
+
+    /// After a reset (a start, a rebalance, a rewind), tell the fresh job which partitions it
+    /// resumes from their checkpoints ([`Resume`]), so it finds what it held back when they were
+    /// taken; then ticks release that even if no record of those partitions comes. A partition
+    /// never checkpointed has nothing held. Later calls do nothing until the next reset.
+    ///
+    /// # Errors
+    /// When the store cannot be read (the caller rewinds and the resume runs again).
+    pub(super) fn resume_partitions(&mut self, processing_time: i64) -> Result<(), String> {
+        if !self.resume_pending {
+            return Ok(());
+        }
+        let stored = self.stored_offsets();
+        let mut resumed: Vec<(&(String, i32), i64)> = self
+            .assigned
+            .iter()
+            .filter_map(|key| stored.get(key).filter(|o| **o > 0).map(|o| (key, *o)))
+            .collect();
+        resumed.sort();
+        let reader = reader(&*self.store, &self.checkpointer);
+        for ((topic, partition), _) in &resumed {
+            let resume = Resume {
+                topic,
+                partition: *partition,
+                processing_time,
+            };
+            self.job.resume(resume, &reader);
+        }
+        if let Some(e) = reader.take_error() {
+            return Err(e.to_string());
+        }
+        // Ticks name their outputs after the last input record; before any record is read
+        // again, that is the last one checkpointed.
+        if self.last_input.is_none() {
+            if let Some(((topic, partition), next)) = resumed.first() {
+                self.last_input = Some((topic.clone(), *partition, next - 1));
+            }
+        }
+        self.resume_pending = false;
         Ok(())
     }
 

@@ -72,6 +72,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         fatal: OnceLock::new(),
         store_patience: Duration::from_millis(rt.store_patience.millis().max(0) as u64),
         stream_times: Vec::new(),
+        resume_pending: true,
     }));
     let bounds = spec.bounds;
     // Global inputs: every instance reads them whole, caught up before the group starts.
@@ -188,6 +189,14 @@ impl RunLoop<'_> {
             // stored offsets and these records are read again; new ones start there anyway.
             batch.clear();
             c.rewind(&mut t);
+            return Ok(Flow::Continue);
+        }
+        let now = self.processing_time(&t);
+        if let Err(e) = t.resume_partitions(now) {
+            tracing::error!(processor = %self.name, error = %e, "cannot resume the partitions from their checkpoints; rewinding to the last checkpoint");
+            c.rewind(&mut t);
+            drop(t);
+            std::thread::sleep(Duration::from_millis(500));
             return Ok(Flow::Continue);
         }
         if !batch.is_empty() {
@@ -326,6 +335,15 @@ impl RunLoop<'_> {
         c.rewind(t);
     }
 
+    /// The processing time of a tick or a resume: the wall clock in live runs, the greatest
+    /// stream time read so far in bounded runs (so they do not depend on when they run).
+    fn processing_time(&self, t: &Task) -> i64 {
+        match self.clock {
+            Clock::Wall => now_millis(),
+            Clock::RecordTime => t.stream_times.iter().map(|s| s.time).max().unwrap_or(0),
+        }
+    }
+
     /// Tell the processor the stream time of every partition that advanced and, once a second
     /// in live runs, the wall-clock time. Returns the time of the ticks, or `None` after a
     /// failed tick (the work is rewound to the last checkpoint).
@@ -335,10 +353,7 @@ impl RunLoop<'_> {
         c: &Consumers,
         last_wall_tick: &mut Instant,
     ) -> Option<i64> {
-        let tick_time = match self.clock {
-            Clock::Wall => now_millis(),
-            Clock::RecordTime => t.stream_times.iter().map(|s| s.time).max().unwrap_or(0),
-        };
+        let tick_time = self.processing_time(t);
         let mut ticked = t.tick_stream_times(tick_time);
         if self.wall_ticks && ticked.is_ok() && last_wall_tick.elapsed() >= WALL_TICK_EVERY {
             *last_wall_tick = Instant::now();

@@ -53,6 +53,9 @@ pub(super) struct Task {
     /// Stream time per input partition (greatest record timestamp), and whether it advanced
     /// since the processor was last told.
     pub(super) stream_times: Vec<StreamTime>,
+    /// Set when the job was rebuilt and has not been told which partitions it resumes
+    /// ([`Task::resume_partitions`]).
+    pub(super) resume_pending: bool,
 }
 
 /// The stream time of one input partition.
@@ -74,6 +77,7 @@ impl Task {
     pub(super) fn reset(&mut self) {
         self.checkpointer.discard(&self.producer);
         self.job.reset();
+        self.resume_pending = true;
         self.pending.clear();
         self.since_checkpoint = 0;
         self.producer.context().forget_failures();

@@ -5,6 +5,7 @@ use super::{Binding, JobError, Output, RawRecord};
 use crate::codec::Codec;
 use fluxo_processors::consolidation::{self, ConsolidationProcessor};
 use fluxo_processors::events::{DailyBalance, LedgerEntry};
+use fluxo_processors::views::OutputEvent;
 
 /// Whether `balance` changed after its business day had ended: its `updated_at` (processing
 /// time of the change) falls on a later business date in `tz`.
@@ -35,8 +36,7 @@ impl Binding for ConsolidationBinding {
     }
 
     fn after(&self, processor: &ConsolidationProcessor) {
-        self.duplicates
-            .update("daily-consolidation", processor.duplicates_skipped());
+        self.duplicates.update(processor.duplicates_skipped());
     }
 
     /// A balance changed after its business day had ended (in processing time) is a late
@@ -50,7 +50,7 @@ impl Binding for ConsolidationBinding {
     fn encode(&self, codec: &Codec, balance: &DailyBalance) -> anyhow::Result<Output> {
         Ok(Output::new(
             &self.output,
-            consolidation::output_key(balance).into_bytes(),
+            balance.output_key(),
             codec.encode(&self.output, balance)?,
         ))
     }

@@ -2,15 +2,17 @@
 //!
 //! The engine ([`crate::engine`]) moves bytes; a [`Job`] knows what they mean. Each processor
 //! kind has a [`Binding`] (which topic decodes into which input variant, which output goes to
-//! which topic with which key) and runs as a [`TypedJob`].
+//! which topic with which key) and runs as a [`TypedJob`]. [`kinds`] names each kind's types
+//! once; a processor with one input and one output event runs with the generic
+//! [`kinds::EventBinding`], the others (risk, consolidation) with a binding of their own.
 
-use crate::catalog::{Params, StoreNamespace};
+use crate::catalog::StoreNamespace;
 use crate::codec::{Codec, DecodeFailure};
 use crate::config::ProcessorConfig;
-use fluxo_processors::{Context, Processor, RecordMeta, StateReader, StateWriter, Tick};
+use fluxo_processors::{Context, Processor, RecordMeta, Resume, StateReader, StateWriter, Tick};
 
+pub mod kinds;
 pub mod ledger;
-pub mod market;
 pub mod risk;
 pub mod views;
 
@@ -135,6 +137,9 @@ pub trait Job: Send {
         Ok(())
     }
 
+    /// Tell the processor that an input partition resumed from its checkpoint ([`Resume`]).
+    fn resume(&mut self, _resume: Resume<'_>, _state: &dyn StateReader) {}
+
     /// Write state changes since the last flush.
     fn flush(&mut self, changes: &mut dyn StateWriter);
 
@@ -199,19 +204,30 @@ pub trait Binding: Send + 'static {
 
 /// Feeds `fluxo_duplicates_skipped_total{processor}` from a processor's own running count,
 /// which restarts from zero when the processor is rebuilt (after a rewind or a rebalance).
-#[derive(Debug, Default)]
+/// Labelled by the processor's name, not its kind: two processors of one kind in a topology
+/// have a series each.
+#[derive(Debug)]
 pub struct DuplicateCounter {
+    processor: String,
     seen: std::cell::Cell<u64>,
 }
 
 impl DuplicateCounter {
-    /// Add what `skipped_so_far` grew by since the last call to the counter of `processor`.
-    pub fn update(&self, processor: &str, skipped_so_far: u64) {
+    /// A counter for processor `processor` (its name in the topology).
+    pub fn new(processor: &str) -> Self {
+        Self {
+            processor: processor.to_string(),
+            seen: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Add what `skipped_so_far` grew by since the last call to the processor's counter.
+    pub fn update(&self, skipped_so_far: u64) {
         let before = self.seen.replace(skipped_so_far);
         let delta = skipped_so_far.checked_sub(before).unwrap_or(skipped_so_far);
         if delta > 0 {
             crate::metrics::DUPLICATES_SKIPPED
-                .with_label_values(&[processor])
+                .with_label_values(&[&self.processor])
                 .inc_by(delta);
         }
     }
@@ -319,6 +335,19 @@ where
         self.encode_typed(out)
     }
 
+    fn resume(&mut self, resume: Resume<'_>, state: &dyn StateReader) {
+        let namespaced = NamespacedReader {
+            ns: &self.stores,
+            inner: state,
+        };
+        let state: &dyn StateReader = if self.stores.is_identity() {
+            state
+        } else {
+            &namespaced
+        };
+        self.processor.on_resume(state, resume);
+    }
+
     fn flush(&mut self, changes: &mut dyn StateWriter) {
         if self.stores.is_identity() {
             self.processor.flush(changes);
@@ -339,50 +368,23 @@ where
     }
 }
 
-/// Build the job of a validated processor.
+/// Build the job of a validated processor, with the types of its kind ([`kinds::dispatch`]).
 ///
 /// # Errors
 /// When the validator client of a risk processor cannot be built.
 pub fn build(config: &ProcessorConfig, codec: Codec) -> anyhow::Result<Box<dyn Job>> {
-    let output = config.outputs[0].clone();
-    let ns = StoreNamespace::new(config.kind, &config.name);
-    Ok(match &config.params {
-        Params::PriceChange(c) => Box::new(TypedJob::new(
-            market::PriceChangeBinding {
-                config: c.clone(),
-                output,
-            },
-            codec,
-            ns,
-        )),
-        Params::BelowAverage(c) => Box::new(TypedJob::new(
-            market::BelowAverageBinding {
-                config: c.clone(),
-                output,
-            },
-            codec,
-            ns,
-        )),
-        Params::RiskScoring(c) => Box::new(TypedJob::new(
-            risk::RiskBinding::new(
-                (**c).clone(),
-                config.inputs[0].clone(),
-                output,
-                crate::privacy::pseudonymizer(),
-            )?,
-            codec,
-            ns,
-        )),
-        Params::DailyConsolidation(c) => Box::new(TypedJob::new(
-            ledger::ConsolidationBinding {
-                config: c.clone(),
-                output,
-                duplicates: DuplicateCounter::default(),
-            },
-            codec,
-            ns,
-        )),
-    })
+    struct Build<'a> {
+        config: &'a ProcessorConfig,
+        codec: Codec,
+    }
+    impl kinds::KindVisitor for Build<'_> {
+        type Output = anyhow::Result<Box<dyn Job>>;
+        fn visit<K: kinds::KindTypes>(self) -> Self::Output {
+            let ns = StoreNamespace::new(self.config.kind, &self.config.name);
+            K::job(self.config, self.codec, ns)
+        }
+    }
+    kinds::dispatch(config.kind, Build { config, codec })
 }
 
 /// A [`StateReader`] that finds a processor's stores under its [`StoreNamespace`].
@@ -394,6 +396,10 @@ struct NamespacedReader<'a> {
 impl StateReader for NamespacedReader<'_> {
     fn get(&self, table: &str, key: &[u8]) -> Option<Vec<u8>> {
         self.inner.get(&self.ns.map(table), key)
+    }
+
+    fn scan_prefix(&self, table: &str, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.inner.scan_prefix(&self.ns.map(table), prefix)
     }
 }
 
@@ -410,5 +416,25 @@ impl StateWriter for NamespacedWriter<'_> {
 
     fn delete(&mut self, table: &str, key: &[u8]) {
         self.inner.delete(&self.ns.map(table), key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DuplicateCounter;
+    use crate::metrics::DUPLICATES_SKIPPED;
+
+    /// Two processors of one kind (two consolidations, say) count their duplicates in series of
+    /// their own, named after each processor.
+    #[test]
+    fn duplicates_are_counted_per_processor_name() {
+        let value = |name: &str| DUPLICATES_SKIPPED.with_label_values(&[name]).get();
+        let (a, b) = ("dup-test-ledger-a", "dup-test-ledger-b");
+        let first = DuplicateCounter::new(a);
+        let second = DuplicateCounter::new(b);
+        first.update(3);
+        second.update(1);
+        first.update(5);
+        assert_eq!((value(a), value(b)), (5, 1));
     }
 }

@@ -19,6 +19,7 @@ use fluxo_processors::risk::{
     decision_log_fields, Config, ExternalValidation, ExternalVerdict, Pseudonymizer, RiskInput,
     RiskProcessor,
 };
+use fluxo_processors::views::OutputEvent;
 use std::collections::HashMap;
 
 /// `risk-scoring`.
@@ -40,7 +41,8 @@ pub struct RiskBinding {
 
 impl RiskBinding {
     /// A binding for `config` reading `transactions` and writing `output`, storing documents
-    /// under their pseudonyms from `pseudonymizer`.
+    /// under their pseudonyms from `pseudonymizer`, counting skipped duplicates in
+    /// `duplicates`.
     ///
     /// # Errors
     /// When the validator's HTTP client cannot be built.
@@ -49,6 +51,7 @@ impl RiskBinding {
         transactions: String,
         output: String,
         pseudonymizer: Pseudonymizer,
+        duplicates: super::DuplicateCounter,
     ) -> anyhow::Result<Self> {
         let validator = Validator::new(&config.external)?;
         Ok(Self {
@@ -58,7 +61,7 @@ impl RiskBinding {
             validator,
             pseudonymizer,
             prepared: HashMap::new(),
-            duplicates: super::DuplicateCounter::default(),
+            duplicates,
         })
     }
 }
@@ -167,7 +170,7 @@ impl Binding for RiskBinding {
     fn encode(&self, codec: &Codec, decision: &RiskDecision) -> anyhow::Result<Output> {
         Ok(Output::new(
             &self.output,
-            decision.transaction_id.as_bytes(),
+            decision.output_key(),
             codec.encode(&self.output, decision)?,
         ))
     }
@@ -179,8 +182,7 @@ impl Binding for RiskBinding {
     }
 
     fn after(&self, processor: &RiskProcessor) {
-        self.duplicates
-            .update("risk-scoring", processor.duplicates_skipped());
+        self.duplicates.update(processor.duplicates_skipped());
     }
 
     fn observe(&self, decision: &RiskDecision) {

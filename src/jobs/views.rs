@@ -7,11 +7,11 @@
 //! processors are down. Rows are keyed exactly as the processors key their views, so the API
 //! answers the same either way.
 
+use super::kinds::{dispatch, KindTypes, KindVisitor};
 use super::{Job, JobError, Output, RawRecord};
 use crate::avro::typed::AvroEvent;
 use crate::catalog::Kind;
 use crate::codec::Codec;
-use fluxo_processors::events::{BelowAverageEvent, DailyBalance, PriceAlert, RiskDecision};
 use fluxo_processors::views::{self, ViewRow};
 use fluxo_processors::{StateReader, StateWriter};
 use std::collections::BTreeMap;
@@ -64,12 +64,18 @@ impl Job for ViewsJob {
             // A tombstone on a compacted view topic: nothing to show for that key.
             return Ok(());
         }
-        match kind {
-            Kind::DailyConsolidation => self.row::<DailyBalance>(rec),
-            Kind::RiskScoring => self.row::<RiskDecision>(rec),
-            Kind::PriceChange => self.row::<PriceAlert>(rec),
-            Kind::BelowAverage => self.row::<BelowAverageEvent>(rec),
+        /// The row of one record, decoded as the output event of its topic's kind.
+        struct Row<'j, 'r> {
+            job: &'j mut ViewsJob,
+            rec: &'j RawRecord<'r>,
         }
+        impl KindVisitor for Row<'_, '_> {
+            type Output = Result<(), JobError>;
+            fn visit<K: KindTypes>(self) -> Self::Output {
+                self.job.row::<K::Out>(self.rec)
+            }
+        }
+        dispatch(kind, Row { job: self, rec })
     }
 
     fn flush(&mut self, changes: &mut dyn StateWriter) {
@@ -86,6 +92,7 @@ impl Job for ViewsJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fluxo_processors::events::{BelowAverageEvent, DailyBalance, PriceAlert, RiskDecision};
 
     #[test]
     fn every_kind_feeds_its_own_view_from_its_output_schema() {

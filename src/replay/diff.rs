@@ -15,7 +15,8 @@ use crate::catalog::Kind;
 use crate::codec::Codec;
 use crate::config::{ProcessorConfig, Topology};
 use crate::engine::ID_HEADER;
-use fluxo_processors::events::{BelowAverageEvent, DailyBalance, PriceAlert, RiskDecision};
+use crate::jobs::kinds::{dispatch, KindTypes, KindVisitor};
+use fluxo_processors::views::OutputEvent;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -210,58 +211,28 @@ fn rfc3339(ms: i64) -> Option<String> {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
+/// One output of `kind` as the diff sees it, from its [`OutputEvent`] identity; `None` when it
+/// cannot be decoded.
 fn entry(kind: Kind, codec: &mut Codec, payload: Option<&[u8]>) -> Option<Entry> {
-    Some(match kind {
-        Kind::RiskScoring => {
-            let d: RiskDecision = codec.decode(payload).ok()?;
-            Entry {
+    struct Decode<'a> {
+        codec: &'a mut Codec,
+        payload: Option<&'a [u8]>,
+    }
+    impl KindVisitor for Decode<'_> {
+        type Output = Option<Entry>;
+        fn visit<K: KindTypes>(self) -> Self::Output {
+            let event: K::Out = self.codec.decode(self.payload).ok()?;
+            Some(Entry {
                 change: Change {
-                    key: d.transaction_id.clone(),
-                    symbol: None,
-                    time: rfc3339(d.event_time),
+                    key: event.diff_key(),
+                    symbol: event.diff_symbol().map(str::to_string),
+                    time: event.diff_time().and_then(rfc3339),
                 },
-                class: fluxo_processors::risk::decision_symbol(d.decision).to_string(),
-            }
+                class: event.diff_class(),
+            })
         }
-        Kind::PriceChange => {
-            let a: PriceAlert = codec.decode(payload).ok()?;
-            Entry {
-                change: Change {
-                    key: format!("{} {}->{}", a.symbol, a.from_event_id, a.to_event_id),
-                    symbol: Some(a.symbol.clone()),
-                    time: rfc3339(a.to_time),
-                },
-                class: String::new(),
-            }
-        }
-        Kind::BelowAverage => {
-            let e: BelowAverageEvent = codec.decode(payload).ok()?;
-            Entry {
-                change: Change {
-                    key: format!("{} {} {:?}", e.symbol, e.quote_event_id, e.kind),
-                    symbol: Some(e.symbol.clone()),
-                    time: rfc3339(e.event_time),
-                },
-                class: String::new(),
-            }
-        }
-        Kind::DailyConsolidation => {
-            let b: DailyBalance = codec.decode(payload).ok()?;
-            let day = crate::api::params::format_days(b.business_date).unwrap_or_default();
-            Entry {
-                change: Change {
-                    key: format!("{}/{day}", b.account_id),
-                    symbol: None,
-                    time: None,
-                },
-                // Compared, never shown: amounts stay out of the report.
-                class: format!(
-                    "{} {} {} {}",
-                    b.total_credits, b.total_debits, b.net, b.entry_count
-                ),
-            }
-        }
-    })
+    }
+    dispatch(kind, Decode { codec, payload })
 }
 
 fn entries<'a>(

@@ -194,4 +194,42 @@ impl StateReader for StoreReader<'_> {
             }
         }
     }
+
+    fn scan_prefix(&self, table: &str, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        const PAGE: usize = 1_000;
+        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut start = prefix.to_vec();
+        loop {
+            match self.store.scan(table, prefix, &start, None, PAGE) {
+                Ok(page) => {
+                    let more = page.len() == PAGE;
+                    if let Some((last, _)) = page.last() {
+                        // The next key after `last`.
+                        start.clone_from(last);
+                        start.push(0);
+                    }
+                    rows.extend(page);
+                    if !more {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    self.error.borrow_mut().get_or_insert(e);
+                    return Vec::new();
+                }
+            }
+        }
+        if let Some(overlay) = self.overlay {
+            let staged = overlay
+                .range((table.to_string(), prefix.to_vec())..)
+                .take_while(|((t, k), _)| t == table && k.starts_with(prefix));
+            for ((_, key), value) in staged {
+                match value {
+                    Some(v) => rows.insert(key.clone(), v.clone()),
+                    None => rows.remove(key),
+                };
+            }
+        }
+        rows.into_iter().collect()
+    }
 }
