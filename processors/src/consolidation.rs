@@ -1671,10 +1671,7 @@ mod tests {
                 "split {split}"
             );
             assert_eq!(out[3], Ok(vec![]), "split {split}");
-            let mut expect = vec![
-                parse_uuid(&uuid(1)).unwrap(),
-                parse_uuid(&uuid(2)).unwrap(),
-            ];
+            let mut expect = vec![parse_uuid(&uuid(1)).unwrap(), parse_uuid(&uuid(2)).unwrap()];
             expect.sort();
             assert_eq!(kept_ids(&state), expect, "split {split}");
             assert_eq!(
