@@ -697,6 +697,21 @@ impl AccountSlot {
     }
 }
 
+/// Moves an account's horizon as `plan` says and lists `date` among its live days.
+fn advance(meta: &mut Option<AccountMeta>, plan: &Plan, date: i32) {
+    let meta = meta.get_or_insert_with(|| AccountMeta {
+        max_date: plan.max_date,
+        floor: plan.floor,
+        live_dates: Vec::new(),
+    });
+    meta.max_date = plan.max_date;
+    meta.floor = plan.floor;
+    meta.live_dates.retain(|&d| d >= plan.floor);
+    if let Err(pos) = meta.live_dates.binary_search(&date) {
+        meta.live_dates.insert(pos, date);
+    }
+}
+
 /// Number of chunks a day with `entry_count` entries may have.
 fn chunk_count(entry_count: i64) -> u64 {
     u64::try_from((entry_count + IDS_PER_CHUNK - 1) / IDS_PER_CHUNK).unwrap_or(0)
@@ -818,20 +833,8 @@ impl Processor for ConsolidationProcessor {
             let before = slot.ids.len();
             slot.ids.retain(|_, date| *date >= plan.floor);
             *cached -= before - slot.ids.len();
-            let meta = slot.meta.get_or_insert_with(|| AccountMeta {
-                max_date: plan.max_date,
-                floor: plan.floor,
-                live_dates: Vec::new(),
-            });
-            meta.max_date = plan.max_date;
-            meta.floor = plan.floor;
-            meta.live_dates.retain(|&d| d >= plan.floor);
-            if let Err(pos) = meta.live_dates.binary_search(&v.date) {
-                meta.live_dates.insert(pos, v.date);
-            }
+            advance(&mut slot.meta, plan, v.date);
             slot.meta_dirty = true;
-        }
-        if plan.is_some() {
             slot.ids.insert(v.id, v.date);
             *cached += 1;
         } else {
