@@ -27,40 +27,43 @@ fn wait_records(topic: &str, n: usize, timeout: Duration) -> (Vec<ReadRecord>, I
     (records, Instant::now())
 }
 
-/// A symbol rises 12% and then never quotes again; another dips below its average and goes
-/// quiet. Both wait in the reorder buffer (allowed lateness 4 s of event time), and nothing later
-/// of their symbols releases them: the wall-clock tick does, within the lateness plus a
-/// checkpoint interval (exactly-once: the transaction commits at the checkpoint), plus the tick's
-/// one-second period.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_symbol_that_goes_quiet_still_alerts() {
-    let _serial = serial();
-    let lateness_ms = 4_000;
-    let env = Env::new(
-        &["price-change", "below-average"],
-        "[processors.price-change.params]\nallowed_lateness = \"4s\"\n\
-         [processors.below-average.params]\nallowed_lateness = \"4s\"\nmin_samples = 3\n",
-    );
-    env.create_topics();
-    let prices = env.topic("asset-prices");
-    let mut p = TestProducer::new();
-    let mut child = KillOnDrop(env.start());
-    let quotes = [
+/// HALT rises 12% (100 → 112) and QUIET dips below its average (50, 50, 50 → 40), and neither
+/// quotes again: both last quotes wait in the reorder buffer.
+fn quiet_quotes() -> [AssetPrice; 6] {
+    [
         quote("HALT", "h-1", "100.00", T0),
         quote("HALT", "h-2", "112.00", T0 + 60_000),
         quote("QUIET", "q-1", "50.00", T0),
         quote("QUIET", "q-2", "50.00", T0 + 1_000),
         quote("QUIET", "q-3", "50.00", T0 + 2_000),
         quote("QUIET", "q-4", "40.00", T0 + 3_000),
-    ];
-    for q in &quotes {
+    ]
+}
+
+/// price-change and below-average with `lateness` of allowed lateness, started, and the
+/// [`quiet_quotes`] sent to their input (returned with the producer and the running engine).
+async fn started_with_quiet_quotes(lateness: &str) -> (Env, String, TestProducer, KillOnDrop) {
+    let env = Env::new(
+        &["price-change", "below-average"],
+        &format!(
+            "[processors.price-change.params]\nallowed_lateness = \"{lateness}\"\n\
+             [processors.below-average.params]\nallowed_lateness = \"{lateness}\"\nmin_samples = 3\n"
+        ),
+    );
+    env.create_topics();
+    let prices = env.topic("asset-prices");
+    let mut p = TestProducer::new();
+    let child = KillOnDrop(env.start());
+    for q in &quiet_quotes() {
         p.send(&prices, &q.symbol, q).await;
     }
-    let sent = Instant::now();
+    (env, prices, p, child)
+}
 
-    let checkpoint_ms = 200;
-    let bound = Duration::from_millis(lateness_ms + checkpoint_ms + 1_000 + 2_000);
-    let (alerts, seen) = wait_records(&env.topic("price-alerts"), 1, Duration::from_secs(30));
+/// HALT's alert (to h-2) and QUIET's below-average event (q-4) each arrive once within `bound`
+/// of `since`; returns when the alert was seen.
+fn expect_released(env: &Env, since: Instant, bound: Duration) -> Instant {
+    let (alerts, alert_seen) = wait_records(&env.topic("price-alerts"), 1, Duration::from_secs(30));
     assert_eq!(
         alerts.len(),
         1,
@@ -73,17 +76,10 @@ async fn a_symbol_that_goes_quiet_still_alerts() {
         ("HALT", "h-2")
     );
     assert!(
-        seen - sent <= bound,
+        alert_seen - since <= bound,
         "alert after {:?}, bound {bound:?}",
-        seen - sent
+        alert_seen - since
     );
-    // The held quotes were released by the tick, not by an event-time advance: nothing else came.
-    assert!(
-        seen - sent >= Duration::from_millis(lateness_ms - 500),
-        "released before its idle timeout: {:?}",
-        seen - sent
-    );
-
     let (events, seen) = wait_records(
         &env.topic("below-average-events"),
         1,
@@ -96,10 +92,40 @@ async fn a_symbol_that_goes_quiet_still_alerts() {
         env.log()
     );
     let event: BelowAverageEvent = decode(events[0].payload.as_ref().unwrap());
-    assert_eq!(event.symbol, "QUIET");
-    assert_eq!(event.quote_event_id, "q-4");
+    assert_eq!(
+        (event.symbol.as_str(), event.quote_event_id.as_str()),
+        ("QUIET", "q-4")
+    );
     assert_eq!(event.kind, CrossingKind::Below);
-    assert!(seen - sent <= bound, "event after {:?}", seen - sent);
+    assert!(
+        seen - since <= bound,
+        "event after {:?}, bound {bound:?}",
+        seen - since
+    );
+    alert_seen
+}
+
+/// A symbol rises 12% and then never quotes again; another dips below its average and goes
+/// quiet. Both wait in the reorder buffer (allowed lateness 4 s of event time), and nothing later
+/// of their symbols releases them: the wall-clock tick does, within the lateness plus a
+/// checkpoint interval (exactly-once: the transaction commits at the checkpoint), plus the tick's
+/// one-second period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symbol_that_goes_quiet_still_alerts() {
+    let _serial = serial();
+    let lateness_ms = 4_000;
+    let (env, prices, mut p, mut child) = started_with_quiet_quotes("4s").await;
+    let sent = Instant::now();
+
+    let checkpoint_ms = 200;
+    let bound = Duration::from_millis(lateness_ms + checkpoint_ms + 1_000 + 2_000);
+    let seen = expect_released(&env, sent, bound);
+    // The held quotes were released by the tick, not by an event-time advance: nothing else came.
+    assert!(
+        seen - sent >= Duration::from_millis(lateness_ms - 500),
+        "released before its idle timeout: {:?}",
+        seen - sent
+    );
 
     // A quote older than the released ones is late now (it would sort before them).
     p.send(
@@ -127,26 +153,7 @@ async fn a_quote_held_across_a_restart_is_released_without_new_quotes() {
     let _serial = serial();
     let lateness_ms = 8_000;
     const PARTITIONS: i32 = 3;
-    let env = Env::new(
-        &["price-change", "below-average"],
-        "[processors.price-change.params]\nallowed_lateness = \"8s\"\n\
-         [processors.below-average.params]\nallowed_lateness = \"8s\"\nmin_samples = 3\n",
-    );
-    env.create_topics();
-    let prices = env.topic("asset-prices");
-    let mut p = TestProducer::new();
-    let mut child = KillOnDrop(env.start());
-    let quotes = [
-        quote("HALT", "h-1", "100.00", T0),
-        quote("HALT", "h-2", "112.00", T0 + 60_000),
-        quote("QUIET", "q-1", "50.00", T0),
-        quote("QUIET", "q-2", "50.00", T0 + 1_000),
-        quote("QUIET", "q-3", "50.00", T0 + 2_000),
-        quote("QUIET", "q-4", "40.00", T0 + 3_000),
-    ];
-    for q in &quotes {
-        p.send(&prices, &q.symbol, q).await;
-    }
+    let (env, prices, _producer, mut child) = started_with_quiet_quotes("8s").await;
     env.wait_checkpointed("price-change", 6, Duration::from_secs(30));
     env.wait_checkpointed("below-average", 6, Duration::from_secs(30));
     assert_eq!(stop(&mut child.0).code(), Some(0));
@@ -172,39 +179,7 @@ async fn a_quote_held_across_a_restart_is_released_without_new_quotes() {
     let mut child = KillOnDrop(env.start());
     let restarted = Instant::now();
     let bound = Duration::from_millis(lateness_ms + 200 + 1_000 + 3_000);
-    let (alerts, seen) = wait_records(&env.topic("price-alerts"), 1, Duration::from_secs(30));
-    assert_eq!(
-        alerts.len(),
-        1,
-        "no alert for the held quote after the restart; log:\n{}",
-        env.log()
-    );
-    let alert: PriceAlert = decode(alerts[0].payload.as_ref().unwrap());
-    assert_eq!(
-        (alert.symbol.as_str(), alert.to_event_id.as_str()),
-        ("HALT", "h-2")
-    );
-    assert!(
-        seen - restarted <= bound,
-        "alert {:?} after the restart, bound {bound:?}",
-        seen - restarted
-    );
-    let (events, seen) = wait_records(
-        &env.topic("below-average-events"),
-        1,
-        Duration::from_secs(30),
-    );
-    assert_eq!(events.len(), 1, "log:\n{}", env.log());
-    let event: BelowAverageEvent = decode(events[0].payload.as_ref().unwrap());
-    assert_eq!(
-        (event.symbol.as_str(), event.quote_event_id.as_str()),
-        ("QUIET", "q-4")
-    );
-    assert!(
-        seen - restarted <= bound,
-        "event after {:?}",
-        seen - restarted
-    );
+    expect_released(&env, restarted, bound);
     assert_eq!(stop(&mut child.0).code(), Some(0));
     // Released once, and the index forgot the symbols.
     assert_eq!(

@@ -296,17 +296,10 @@ where
             processing_time,
         };
         self.typed.clear();
-        let namespaced = NamespacedReader {
-            ns: &self.stores,
-            inner: state,
-        };
-        let state: &dyn StateReader = if self.stores.is_identity() {
-            state
-        } else {
-            &namespaced
-        };
-        let mut ctx = Context::new(meta, state, &mut self.typed);
-        let result = self.processor.process(&mut ctx, input);
+        let (processor, typed) = (&mut self.processor, &mut self.typed);
+        let result = with_namespace(&self.stores, state, |state| {
+            processor.process(&mut Context::new(meta, state, typed), input)
+        });
         self.binding.after(&self.processor);
         result?;
         self.encode_typed(out)
@@ -320,32 +313,19 @@ where
         out: &mut Vec<Output>,
     ) -> Result<(), JobError> {
         self.typed.clear();
-        let namespaced = NamespacedReader {
-            ns: &self.stores,
-            inner: state,
-        };
-        let state: &dyn StateReader = if self.stores.is_identity() {
-            state
-        } else {
-            &namespaced
-        };
-        let mut ctx = Context::new(meta, state, &mut self.typed);
-        self.processor.on_tick(&mut ctx, tick);
+        let (processor, typed) = (&mut self.processor, &mut self.typed);
+        with_namespace(&self.stores, state, |state| {
+            processor.on_tick(&mut Context::new(meta, state, typed), tick);
+        });
         self.binding.after(&self.processor);
         self.encode_typed(out)
     }
 
     fn resume(&mut self, resume: Resume<'_>, state: &dyn StateReader) {
-        let namespaced = NamespacedReader {
-            ns: &self.stores,
-            inner: state,
-        };
-        let state: &dyn StateReader = if self.stores.is_identity() {
-            state
-        } else {
-            &namespaced
-        };
-        self.processor.on_resume(state, resume);
+        let processor = &mut self.processor;
+        with_namespace(&self.stores, state, |state| {
+            processor.on_resume(state, resume)
+        });
     }
 
     fn flush(&mut self, changes: &mut dyn StateWriter) {
@@ -385,6 +365,20 @@ pub fn build(config: &ProcessorConfig, codec: Codec) -> anyhow::Result<Box<dyn J
         }
     }
     kinds::dispatch(config.kind, Build { config, codec })
+}
+
+/// Calls `f` with `state` as the processor sees it: its stores under `ns` (the reader itself when
+/// the namespace maps every table to itself).
+fn with_namespace<R>(
+    ns: &StoreNamespace,
+    state: &dyn StateReader,
+    f: impl FnOnce(&dyn StateReader) -> R,
+) -> R {
+    if ns.is_identity() {
+        f(state)
+    } else {
+        f(&NamespacedReader { ns, inner: state })
+    }
 }
 
 /// A [`StateReader`] that finds a processor's stores under its [`StoreNamespace`].
