@@ -119,7 +119,8 @@ use std::str::FromStr;
 
 /// The processor's name, prefix of its private tables.
 pub const NAME: &str = "daily-consolidation";
-/// Applied entry ids: key = 16 UUID bytes, value = postcard of the `i32` business date.
+/// Applied entry ids with `dedup_retention = "0d"` (with a retention they live in the
+/// [`DAY_IDS_TABLE`] chunks): key = 16 UUID bytes, value = postcard of the `i32` business date.
 pub const ENTRIES_TABLE: &str = "daily-consolidation/entries";
 /// Per-account dedup horizon (only with a dedup retention): key = account bytes.
 pub const ACCOUNTS_TABLE: &str = "daily-consolidation/accounts";
