@@ -14,7 +14,8 @@
 #   CHECKPOINT_INTERVAL [the topology's, 200ms] fluxo's checkpoint_interval (the peers commit
 #   every 100 ms (Kafka Streams exactly_once_v2) and every 1 s (Flink's checkpoints here))
 #   FLUXO_BIN [target/release/fluxo]  LOADTEST_BIN [built with cargo bench --no-run]
-#   OUT [benches/reports/peers-throughput-<UTC time>] (results.jsonl, report.md, logs)
+#   OUT [benches/reports/peers-throughput-<UTC time>] (results.jsonl, report.md, throughput.svg
+#   (benches/peers/plot.py), logs)
 # The machine is shared (2 vCPU): records/s moves with the load average, which every line
 # records; CPU-seconds per million records are the figure to compare.
 set -euo pipefail
@@ -130,3 +131,10 @@ for s in dict.fromkeys(r["scenario"] for r in rows[1:] if "scenario" in r):
     print()
 PY
 cat "$OUT/report.md"
+# The plot (throughput.svg), with matplotlib from the venv benches/loadtest.sh uses.
+VENV=${VENV:-$HOME/.cache/fluxo/loadtest-venv}
+if ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q 'matplotlib>=3.7,<4' >&2 || true
+fi
+"$VENV/bin/python" "$PEERS/plot.py" "$OUT/throughput.svg" "$RESULTS" ||
+  echo "throughput: no plot (matplotlib missing)" >&2
