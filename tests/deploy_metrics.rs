@@ -472,6 +472,7 @@ fn the_metrics_route_exports_the_listed_families_and_counts_api_requests() {
         auth: Arc::new(auth),
         freshness: Arc::new(Freshness::now()),
         read_timeout: std::time::Duration::from_secs(5),
+        reads: api::ReadGate::new(128),
     }));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime
