@@ -213,6 +213,8 @@ for p in "${PROD_PIDS[@]}"; do
   done
   wait "$p" || prod_rc=$?
 done
+# With fluxo gone the remaining producers are stopped, not left behind.
+for p in "${PROD_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 PROD_PIDS=()
 T_LOAD_END=$(date -u +%FT%TZ)
 echo "soak: producers done at $T_LOAD_END (exit ${prod_rc}); draining ${DRAIN_S} s" >&2
