@@ -529,6 +529,7 @@ fn the_metrics_route_exports_the_listed_families_and_counts_api_requests() {
         unlabelled,
         [
             "fluxo_consolidation_late_corrections_total",
+            "fluxo_http_reads_in_flight",
             "fluxo_risk_decision_latency_seconds",
             "fluxo_risk_sla_breaches_total",
             "fluxo_validator_breaker_state",
