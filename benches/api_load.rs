@@ -11,7 +11,7 @@
 //! last row, so a second run skips seeding; without it a temporary store is seeded and removed
 //! at exit (Ctrl-C stops the server).
 
-use fluxo::api::{self, ApiState, Auth, Freshness};
+use fluxo::api::{self, ApiState, Auth, Freshness, ReadGate};
 use fluxo::state::embedded::EmbeddedStore;
 use fluxo::state::StateStore;
 use fluxo_processors::views;
@@ -110,6 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         auth: Arc::new(auth),
         freshness: Arc::new(Freshness::now()),
         read_timeout: Duration::from_secs(5),
+        reads: ReadGate::new(128),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers)

@@ -37,6 +37,10 @@
 #   BLACKLIST_N [1000]  blacklist entries produced before fluxo starts
 #   STATE_STATS [1]     1: after the run, the state file's tables and their sizes
 #                       (state-tables.txt, by benches/redb-stats, built with cargo in debug)
+#   CACHE_MB [the topology's]  redb's page cache in MiB: written as `cache_mb` under `[state]` of
+#                       the run's copy of the topology (unset: the topology's own, default 512)
+#   SNAP_S [300]        every SNAP_S seconds, /proc/<pid>/smaps_rollup and /metrics of fluxo run
+#                       into snap/<elapsed s>.{smaps,metrics} (0: none)
 #   BROKER, REGISTRY, INFRA_HTTP, HTTP   addresses (127.0.0.1:<free port> each)
 #   FLUXO_DOCUMENT_KEY [a random key for this run]: the pseudonymization key; an unset key would
 #                      fall back to the public development key with a warning in the log.
@@ -56,10 +60,12 @@ TX_RATE=${TX_RATE:-200}
 LEDGER_RATE=${LEDGER_RATE:-200}
 BLACKLIST_N=${BLACKLIST_N:-1000}
 STATE_STATS=${STATE_STATS:-1}
+CACHE_MB=${CACHE_MB:-}
+SNAP_S=${SNAP_S:-300}
 SEED=${SEED:-7}
 
 [[ -x $FLUXO_BIN ]] || { echo "soak: no fluxo binary at $FLUXO_BIN (set FLUXO_BIN)" >&2; exit 2; }
-for v in SOAK_SECONDS SAMPLE_S DRAIN_S PRICES_RATE TX_RATE LEDGER_RATE BLACKLIST_N; do
+for v in SOAK_SECONDS SAMPLE_S DRAIN_S PRICES_RATE TX_RATE LEDGER_RATE BLACKLIST_N SNAP_S ${CACHE_MB:+CACHE_MB}; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "soak: $v=${!v}: a whole number" >&2; exit 2; }
 done
 
@@ -84,15 +90,24 @@ export FLUXO_BOOTSTRAP_SERVERS=$BROKER FLUXO_SCHEMA_REGISTRY_URL=$REGISTRY
 mkdir -p "$SOAK_DIR"
 echo "soak: results in $SOAK_DIR; broker $BROKER, fluxo run on http://$HTTP" >&2
 cp "$TOPOLOGY" "$SOAK_DIR/topology.toml"
+if [[ -n $CACHE_MB ]]; then
+  # The run's copy gets CACHE_MB as the only cache_mb of its [state] section.
+  awk -v mb="$CACHE_MB" '
+    /^\[/ { in_state = ($0 ~ /^\[state\][ \t]*(#.*)?$/) }
+    in_state && /^[ \t]*cache_mb[ \t]*=/ { next }
+    { print }
+    /^\[state\][ \t]*(#.*)?$/ { print "cache_mb = " mb }' "$TOPOLOGY" >"$SOAK_DIR/topology.toml"
+fi
 # The infrastructure: everything before the processors (topics included).
 awk '/^\[processors\./ { exit } { print }' "$TOPOLOGY" >"$SOAK_DIR/infra.toml"
 
-INFRA_PID='' RUN_PID='' SAMPLER_PID='' BROKER_PID=''
+INFRA_PID='' RUN_PID='' SAMPLER_PID='' SNAP_PID='' BROKER_PID=''
 PROD_PIDS=()
 is_broker() { [[ -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q 'kafka\.Kafka'; }
 stop_all() {
   local p i
   for p in "${PROD_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  if [[ -n $SNAP_PID ]]; then kill -TERM "$SNAP_PID" 2>/dev/null || true; wait "$SNAP_PID" 2>/dev/null || true; SNAP_PID=; fi
   if [[ -n $SAMPLER_PID ]]; then kill -TERM "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=; fi
   if [[ -n $RUN_PID ]]; then kill -TERM "$RUN_PID" 2>/dev/null || true; wait "$RUN_PID" 2>/dev/null || true; RUN_PID=; fi
   if [[ -n $INFRA_PID ]]; then kill -TERM "$INFRA_PID" 2>/dev/null || true; wait "$INFRA_PID" 2>/dev/null || true; INFRA_PID=; fi
@@ -159,6 +174,21 @@ STATE_FILE=$SOAK_DIR/run/$(awk '/^\[state\]/ { s = 1; next } /^\[/ { s = 0 } s &
   "$STATE_FILE" "$SOAK_DIR/samples.csv" "$SAMPLE_S" 2>"$SOAK_DIR/sampler.err" &
 SAMPLER_PID=$!
 T_START=$(date -u +%FT%TZ)
+if ((SNAP_S > 0)); then
+  # Where the resident memory is (anonymous, file, swap) and the full /metrics, every SNAP_S.
+  mkdir -p "$SOAK_DIR/snap"
+  (
+    t0=$(date +%s)
+    while kill -0 "$RUN_PID" 2>/dev/null; do
+      e=$(( $(date +%s) - t0 ))
+      cat "/proc/$RUN_PID/smaps_rollup" >"$SOAK_DIR/snap/$e.smaps" 2>/dev/null || true
+      curl -sf --max-time 5 "http://$HTTP/metrics" >"$SOAK_DIR/snap/$e.metrics" 2>/dev/null || true
+      # One-second steps: stopping this loop leaves no sleep behind.
+      for ((i = 0; i < SNAP_S; i++)); do kill -0 "$RUN_PID" 2>/dev/null || break; sleep 1; done
+    done
+  ) &
+  SNAP_PID=$!
+fi
 echo "soak: fluxo run (pid $RUN_PID) has its partitions; sampling every ${SAMPLE_S} s from $T_START" >&2
 
 # ---------------------------------------------------------------- 4. steady mixed load
@@ -183,6 +213,8 @@ for p in "${PROD_PIDS[@]}"; do
   done
   wait "$p" || prod_rc=$?
 done
+# With fluxo gone the remaining producers are stopped, not left behind.
+for p in "${PROD_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
 PROD_PIDS=()
 T_LOAD_END=$(date -u +%FT%TZ)
 echo "soak: producers done at $T_LOAD_END (exit ${prod_rc}); draining ${DRAIN_S} s" >&2
@@ -196,6 +228,7 @@ if [[ -n $KAFKA_LIB ]]; then
     --bootstrap-server "$BROKER" --describe --all-groups >"$SOAK_DIR/groups-end.txt" 2>"$SOAK_DIR/groups-end.err" || true
 fi
 kill -TERM "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=
+if [[ -n $SNAP_PID ]]; then kill -TERM "$SNAP_PID" 2>/dev/null || true; wait "$SNAP_PID" 2>/dev/null || true; SNAP_PID=; fi
 RUN_ALIVE=true; kill -0 "$RUN_PID" 2>/dev/null || RUN_ALIVE=false
 run_rc=0
 kill -TERM "$RUN_PID" 2>/dev/null || true
@@ -216,7 +249,7 @@ fi
 
 acked() { local n; n=$(sed -n 's/^produced \([0-9]*\) of .*/\1/p' "$SOAK_DIR/produce-$1.err" 2>/dev/null | tail -1); echo "${n:-null}"; }
 cat >"$SOAK_DIR/meta.json" <<EOF
-{"command": "SOAK_SECONDS=$SOAK_SECONDS SAMPLE_S=$SAMPLE_S PRICES_RATE=$PRICES_RATE TX_RATE=$TX_RATE LEDGER_RATE=$LEDGER_RATE benches/soak.sh",
+{"command": "${CACHE_MB:+CACHE_MB=$CACHE_MB }SOAK_SECONDS=$SOAK_SECONDS SAMPLE_S=$SAMPLE_S PRICES_RATE=$PRICES_RATE TX_RATE=$TX_RATE LEDGER_RATE=$LEDGER_RATE benches/soak.sh",
  "fluxo": "$("$FLUXO_BIN" --version 2>/dev/null | head -1) ($FLUXO_BIN)",
  "tree": "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || true)",
  "host": "$(nproc) CPU $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)",

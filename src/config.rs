@@ -394,6 +394,12 @@ pub struct HttpConfig {
     /// retries, tens of seconds.
     #[serde(default = "default_read_timeout")]
     pub read_timeout: DurationMs,
+    /// Most query API store reads running at once (`FLUXO_HTTP_MAX_READS_IN_FLIGHT` overrides;
+    /// default 128). A read abandoned at `read_timeout` keeps its thread until the store answers,
+    /// so without a bound a stalled store piles up a thread per request; past the bound a
+    /// request is answered 503 with `Retry-After` at once.
+    #[serde(default = "default_max_reads_in_flight")]
+    pub max_reads_in_flight: usize,
 }
 
 impl Default for HttpConfig {
@@ -401,6 +407,7 @@ impl Default for HttpConfig {
         Self {
             addr: default_http_addr(),
             read_timeout: default_read_timeout(),
+            max_reads_in_flight: default_max_reads_in_flight(),
         }
     }
 }
@@ -411,6 +418,12 @@ fn default_http_addr() -> String {
 
 fn default_read_timeout() -> DurationMs {
     DurationMs(5_000)
+}
+
+/// Twice the 64 connections of the API load bench (benches/README.md): a healthy store's reads
+/// take well under a millisecond, so only a stalled store brings the count near it.
+fn default_max_reads_in_flight() -> usize {
+    128
 }
 
 /// `[runtime]`: checkpointing and backpressure.
@@ -676,6 +689,28 @@ impl Locator<'_> {
     }
 }
 
+/// `FLUXO_HTTP_MAX_READS_IN_FLIGHT` over `[http] max_reads_in_flight`, which must be at least 1.
+fn apply_max_reads_in_flight(
+    http: &mut HttpConfig,
+    overrides: &Overrides,
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let key = || "http.max_reads_in_flight".to_string();
+    if let Some(v) = &overrides.http_max_reads_in_flight {
+        http.max_reads_in_flight = v.trim().parse().map_err(|_| {
+            loc.err(
+                key(),
+                None,
+                format!("FLUXO_HTTP_MAX_READS_IN_FLIGHT: `{v}` is not a whole number"),
+            )
+        })?;
+    }
+    if http.max_reads_in_flight == 0 {
+        return Err(loc.err(key(), None, "must be at least 1".into()));
+    }
+    Ok(())
+}
+
 /// The `[topics]`: at least one partition each, a known schema.
 fn parse_topics(
     raw: BTreeMap<String, Spanned<TopicConfig>>,
@@ -887,6 +922,8 @@ pub struct Overrides {
     pub scylla_nodes: Option<String>,
     /// `FLUXO_HTTP_READ_TIMEOUT` (a duration, e.g. `5s`).
     pub http_read_timeout: Option<String>,
+    /// `FLUXO_HTTP_MAX_READS_IN_FLIGHT` (a whole number, at least 1).
+    pub http_max_reads_in_flight: Option<String>,
 }
 
 impl Overrides {
@@ -900,6 +937,7 @@ impl Overrides {
             data_dir: var("FLUXO_DATA_DIR").map(PathBuf::from),
             scylla_nodes: var("FLUXO_SCYLLA_NODES"),
             http_read_timeout: var("FLUXO_HTTP_READ_TIMEOUT"),
+            http_max_reads_in_flight: var("FLUXO_HTTP_MAX_READS_IN_FLIGHT"),
         }
     }
 }
@@ -975,6 +1013,7 @@ impl Topology {
                 "must be greater than 0".into(),
             ));
         }
+        apply_max_reads_in_flight(&mut http, overrides, &loc)?;
         if let Some(v) = &overrides.scylla_nodes {
             state.nodes = v
                 .split(',')
@@ -1158,6 +1197,28 @@ outputs = ["price-alerts"]
         assert!(e.key.starts_with("processors.price-change.params"), "{e}");
         assert!(e.to_string().contains("threshold_pctt"), "{e}");
         assert_eq!(e.line, Some(11));
+    }
+
+    #[test]
+    fn max_reads_in_flight_defaults_and_overrides() {
+        let t = Topology::parse(MINIMAL, "t.toml", &Overrides::default()).unwrap();
+        assert_eq!(t.http.max_reads_in_flight, 128);
+        let text = format!("{MINIMAL}\n[http]\nmax_reads_in_flight = 8\n");
+        let t = Topology::parse(&text, "t.toml", &Overrides::default()).unwrap();
+        assert_eq!(t.http.max_reads_in_flight, 8);
+        let env = |v: &str| Overrides {
+            http_max_reads_in_flight: Some(v.into()),
+            ..Default::default()
+        };
+        let t = Topology::parse(&text, "t.toml", &env("3")).unwrap();
+        assert_eq!(t.http.max_reads_in_flight, 3);
+        for bad in ["0", "many", "-1"] {
+            let e = Topology::parse(MINIMAL, "t.toml", &env(bad)).unwrap_err();
+            assert_eq!(e.key, "http.max_reads_in_flight", "{bad}: {e}");
+        }
+        let zero = format!("{MINIMAL}\n[http]\nmax_reads_in_flight = 0\n");
+        let e = Topology::parse(&zero, "t.toml", &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
     }
 
     fn scylla(state: &str, nodes: Option<&str>) -> Result<Topology, ConfigError> {

@@ -215,6 +215,17 @@ pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registered once")
 });
 
+/// Query API store reads running now (on the blocking pool), those abandoned at the read
+/// timeout included; at most `[http] max_reads_in_flight`.
+pub static HTTP_READS_IN_FLIGHT: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "fluxo_http_reads_in_flight",
+        "Query API state store reads running, including those whose request already answered 503 \
+         at the read timeout (bounded by [http] max_reads_in_flight)."
+    )
+    .expect("metric registered once")
+});
+
 /// Query API request latency, by route template.
 pub static HTTP_REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
@@ -292,7 +303,7 @@ pub static LAST_CHECKPOINT_TIMESTAMP: LazyLock<GaugeVec> = LazyLock::new(|| {
 });
 
 /// Every metric fluxo defines, registering each one on first call.
-fn collectors() -> [&'static dyn Collector; 27] {
+fn collectors() -> [&'static dyn Collector; 28] {
     [
         &*RECORDS_IN,
         &*RECORDS_OUT,
@@ -317,6 +328,7 @@ fn collectors() -> [&'static dyn Collector; 27] {
         &*VALIDATOR_BREAKER_STATE,
         &*HTTP_REQUESTS,
         &*HTTP_REQUEST_SECONDS,
+        &*HTTP_READS_IN_FLIGHT,
         &*CONSOLIDATION_LATE_CORRECTIONS,
         &*NOTIFIER_DELIVERIES,
         &*NOTIFIER_RETRIES,

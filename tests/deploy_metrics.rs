@@ -472,6 +472,7 @@ fn the_metrics_route_exports_the_listed_families_and_counts_api_requests() {
         auth: Arc::new(auth),
         freshness: Arc::new(Freshness::now()),
         read_timeout: std::time::Duration::from_secs(5),
+        reads: api::ReadGate::new(128),
     }));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime
@@ -528,6 +529,7 @@ fn the_metrics_route_exports_the_listed_families_and_counts_api_requests() {
         unlabelled,
         [
             "fluxo_consolidation_late_corrections_total",
+            "fluxo_http_reads_in_flight",
             "fluxo_risk_decision_latency_seconds",
             "fluxo_risk_sla_breaches_total",
             "fluxo_validator_breaker_state",

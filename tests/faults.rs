@@ -210,7 +210,10 @@ async fn broker_paused_past_the_session_timeout_exactly_once() {
 /// The Cassandra node paused (SIGSTOP), as a long GC pause or a frozen VM would leave it: its
 /// connections stay open, so the driver waits and retries for tens of seconds. The query API
 /// answers 503 with a JSON error at its read timeout (the default, 5 s) instead of holding the
-/// request, and reads work again once the node is resumed (SIGCONT).
+/// request, and reads work again once the node is resumed (SIGCONT). The reads abandoned at the
+/// timeout keep running until the driver gives up, so a burst of requests meanwhile must not
+/// pile up threads: at most `[http] max_reads_in_flight` (4 here) run, the rest are answered 503
+/// at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cassandra_paused_reads_answer_503_at_the_read_timeout() {
     let _serial = serial();
@@ -221,6 +224,10 @@ async fn cassandra_paused_reads_answer_503_at_the_read_timeout() {
     fluxo::engines::stop_with_process(node.pid(), std::process::id(), Some(&node_dir)).unwrap();
     let env = Env::new(&[LEDGER], "");
     env.use_scylla_at(&node.address);
+    env.edit_topology(
+        "max_reads_in_flight = 128",
+        &format!("max_reads_in_flight = {READ_PLACES}"),
+    );
     env.create_topics();
     let mut child = KillOnDrop(env.start());
     let token = token(&env);
@@ -248,6 +255,8 @@ async fn cassandra_paused_reads_answer_503_at_the_read_timeout() {
         );
         assert_running(&mut child, &env, "while the node was paused");
     }
+    let burst = paused_read_burst(&env, &token, path, child.id());
+    assert_running(&mut child, &env, "after the burst of reads");
     fluxo::engines::signal_group(node.pid(), "CONT");
     let resumed = Instant::now();
     wait_until(
@@ -256,11 +265,81 @@ async fn cassandra_paused_reads_answer_503_at_the_read_timeout() {
         Duration::from_secs(60),
         || api_get(&env, &token, path).0 == 404,
     );
+    wait_until(
+        &env,
+        "every read place free after SIGCONT",
+        Duration::from_secs(60),
+        || env.metric("fluxo_http_reads_in_flight", &[]) == 0.0,
+    );
     eprintln!(
-        "paused node: 3 reads answered 503 at the 5 s read timeout; reads back {:.1} s after SIGCONT",
+        "paused node: 3 reads answered 503 at the 5 s read timeout; {burst}; reads back {:.1} s \
+         after SIGCONT",
         resumed.elapsed().as_secs_f64()
     );
     assert!(stop(&mut child).success(), "log:\n{}", env.log());
+}
+
+/// `[http] max_reads_in_flight` of the paused-node test.
+const READ_PLACES: usize = 4;
+
+/// 32 concurrent reads while the store is paused and the earlier reads still hold their places:
+/// none waits past the read timeout, at most [`READ_PLACES`] run (the rest refused at once with
+/// `Retry-After`), and `fluxo run` gains no more threads than that (plus a little slack for the
+/// runtime's own). Returns a line for the test's output.
+fn paused_read_burst(env: &Env, token: &str, path: &str, pid: u32) -> String {
+    const BURST: usize = 32;
+    let threads_before = process_threads(pid);
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let reads: Vec<_> = (0..BURST)
+            .map(|_| s.spawn(|| api_get(env, token, path)))
+            .collect();
+        reads.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let in_flight = env.metric("fluxo_http_reads_in_flight", &[]);
+    let threads_after = process_threads(pid);
+    let (mut timed_out, mut refused) = (0, 0);
+    for (code, body, took) in &answers {
+        assert_eq!(*code, 503, "a read during the burst: {body} after {took:?}");
+        let error = body["error"].as_str().unwrap_or_default();
+        if error.contains("did not answer within 5000 ms") {
+            timed_out += 1;
+        } else {
+            assert_eq!(
+                error,
+                format!("too many state store reads in flight (limit {READ_PLACES}); retry later"),
+                "{body}"
+            );
+            assert!(*took < Duration::from_secs(2), "refused after {took:?}");
+            refused += 1;
+        }
+    }
+    assert!(
+        timed_out <= READ_PLACES && refused >= BURST - READ_PLACES,
+        "{timed_out} timed out, {refused} refused"
+    );
+    assert!(
+        in_flight >= 1.0 && in_flight <= READ_PLACES as f64,
+        "fluxo_http_reads_in_flight {in_flight}"
+    );
+    // Without the bound each request of the burst kept a blocking thread (32 more).
+    assert!(
+        threads_after <= threads_before + READ_PLACES + 6,
+        "threads {threads_before} -> {threads_after}"
+    );
+    format!(
+        "a burst of {BURST}: {timed_out} timed out, {refused} refused at once, {in_flight} reads \
+         in flight, threads {threads_before} -> {threads_after}"
+    )
+}
+
+/// `Threads:` of `/proc/<pid>/status`.
+fn process_threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Threads: in /proc/<pid>/status")
 }
 
 /// The Cassandra node SIGKILLed mid-stream and restarted: checkpoints stop (no state without

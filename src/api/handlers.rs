@@ -28,6 +28,9 @@ pub(crate) enum ApiError {
     Unavailable,
     /// 503: the store's reads did not finish within the request's read timeout.
     TimedOut(std::time::Duration),
+    /// 503: every read slot ([`super::ReadGate`]) is taken by reads still running; the number is
+    /// the limit.
+    Saturated(usize),
 }
 
 #[derive(Serialize)]
@@ -66,44 +69,45 @@ impl IntoResponse for ApiError {
             ApiError::Internal => {
                 error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None)
             }
-            ApiError::Unavailable => {
-                let mut r = error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the state store is unavailable; retry later",
-                    None,
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                r
-            }
-            ApiError::TimedOut(after) => {
-                let mut r = error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!(
-                        "the state store did not answer within {} ms; retry later",
-                        after.as_millis()
-                    ),
-                    None,
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                r
-            }
+            ApiError::Unavailable => unavailable("the state store is unavailable; retry later"),
+            ApiError::TimedOut(after) => unavailable(&format!(
+                "the state store did not answer within {} ms; retry later",
+                after.as_millis()
+            )),
+            ApiError::Saturated(limit) => unavailable(&format!(
+                "too many state store reads in flight (limit {limit}); retry later"
+            )),
         }
     }
+}
+
+/// A 503 with `message` and `Retry-After: 5`.
+fn unavailable(message: &str) -> Response {
+    let mut r = error_response(StatusCode::SERVICE_UNAVAILABLE, message, None);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 /// Run `read` (a request's store reads and the answer built from them) on the blocking pool,
 /// answering [`ApiError::TimedOut`] when it takes longer than the state's read timeout. The
 /// store calls block their thread (the driver waits and retries for tens of seconds when a node
-/// stalls), so the deadline cannot be enforced around them on an async worker.
+/// stalls), so the deadline cannot be enforced around them on an async worker. The read holds
+/// a place in the state's [`super::ReadGate`] until it ends, after its request's answer if it
+/// timed out; with no place free the answer is [`ApiError::Saturated`] at once.
 async fn bounded<F>(state: &ApiState, read: F) -> ApiResult
 where
     F: FnOnce(&ApiState) -> ApiResult + Send + 'static,
 {
+    let Some(permit) = state.reads.try_enter() else {
+        return Err(ApiError::Saturated(state.reads.limit()));
+    };
     let limit = state.read_timeout;
     let owned = state.clone();
-    let task = tokio::task::spawn_blocking(move || read(&owned));
+    let task = tokio::task::spawn_blocking(move || {
+        let _place = permit;
+        read(&owned)
+    });
     match tokio::time::timeout(limit, task).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {

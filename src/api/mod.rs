@@ -22,7 +22,11 @@
 //! [`ApiState::read_timeout`] (`[http] read_timeout`, default 5 s): a store that stalls (a frozen
 //! node keeps its connections open, and the driver waits and retries for tens of seconds)
 //! gets the request a 503 with a JSON error at the deadline instead of a hang. The abandoned
-//! read finishes on its blocking thread when the driver gives up.
+//! read finishes on its blocking thread when the driver gives up, and holds its place in
+//! [`ReadGate`] until then: at most [`ReadGate::limit`] reads run at once (`[http]
+//! max_reads_in_flight`, default 128), so a stalled store holds at most that many threads; a
+//! request arriving while all are taken is answered 503 with `Retry-After` at once. The number
+//! running is the gauge `fluxo_http_reads_in_flight`.
 //!
 //! # Freshness (`as_of`)
 //! Every successful response is `{"as_of": "<RFC 3339>", "data": ...}` and a 404 for a missing
@@ -49,8 +53,9 @@ use crate::state::StateStore;
 use axum::routing::get;
 use axum::Router;
 use fluxo_processors::Millis;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How fresh the views behind the API are (see the module documentation).
 #[derive(Debug)]
@@ -107,6 +112,78 @@ pub struct ApiState {
     /// Longest a request waits for its store reads before answering 503 (`[http]
     /// read_timeout`).
     pub read_timeout: std::time::Duration,
+    /// The bound on store reads running at once (`[http] max_reads_in_flight`).
+    pub reads: ReadGate,
+}
+
+/// At most [`ReadGate::limit`] store reads running at once, counting those whose request was
+/// already answered at the read timeout (their blocking thread is still taken). Clones share
+/// the count.
+#[derive(Debug, Clone)]
+pub struct ReadGate {
+    permits: Arc<Semaphore>,
+    limit: usize,
+    /// Set while requests are being refused, so the log says so once per episode, not per
+    /// request.
+    refusing: Arc<AtomicBool>,
+}
+
+/// One running read's place in its [`ReadGate`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct ReadPermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ReadGate {
+    /// A gate letting `limit` reads run at once (at least 1).
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            refusing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// How many reads may run at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// How many reads are running now.
+    pub fn in_flight(&self) -> usize {
+        self.limit - self.permits.available_permits()
+    }
+
+    /// A place for one read, or `None` when all are taken (no waiting: the request is answered
+    /// at once).
+    pub(crate) fn try_enter(&self) -> Option<ReadPermit> {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                if self.refusing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("query API: store reads admitted again");
+                }
+                crate::metrics::HTTP_READS_IN_FLIGHT.inc();
+                Some(ReadPermit { _permit: permit })
+            }
+            Err(_) => {
+                if !self.refusing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        limit = self.limit,
+                        "query API: every store read slot is taken (the store is slow or \
+                         stalled); answering 503 until one frees"
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+impl Drop for ReadPermit {
+    fn drop(&mut self) {
+        crate::metrics::HTTP_READS_IN_FLIGHT.dec();
+    }
 }
 
 impl std::fmt::Debug for ApiState {
@@ -115,6 +192,7 @@ impl std::fmt::Debug for ApiState {
             .field("auth", &self.auth)
             .field("freshness", &self.freshness)
             .field("read_timeout", &self.read_timeout)
+            .field("reads", &self.reads)
             .finish_non_exhaustive()
     }
 }

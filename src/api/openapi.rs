@@ -88,7 +88,7 @@ fn events_op(summary: &str, description: &str, schema: &str) -> Value {
             "400": error("Bad symbol, since or limit."),
             "401": {"$ref": "#/components/responses/Unauthorized"},
             "500": error("A stored row does not decode."),
-            "503": error("The state store cannot be reached; retry later (see Retry-After).")
+            "503": error("The state store cannot be reached, did not answer within the read timeout, or has too many reads in flight; retry later (see Retry-After).")
         }
     }})
 }
@@ -252,7 +252,7 @@ fn core_paths() -> Value {
                 "401": {"$ref": "#/components/responses/Unauthorized"},
                 "404": error("Unknown account, or no entries that day (the message says which)."),
                 "500": error("A stored row does not decode."),
-        "503": error("The state store cannot be reached; retry later (see Retry-After).")
+        "503": error("The state store cannot be reached, did not answer within the read timeout, or has too many reads in flight; retry later (see Retry-After).")
             }
         }},
         (super::ROUTE_DAILY_BALANCES): {"get": {
@@ -270,7 +270,7 @@ fn core_paths() -> Value {
                 "401": {"$ref": "#/components/responses/Unauthorized"},
                 "404": error("Unknown account."),
                 "500": error("A stored row does not decode."),
-        "503": error("The state store cannot be reached; retry later (see Retry-After).")
+        "503": error("The state store cannot be reached, did not answer within the read timeout, or has too many reads in flight; retry later (see Retry-After).")
             }
         }},
         (super::ROUTE_RISK_DECISION): {"get": {
@@ -283,7 +283,7 @@ fn core_paths() -> Value {
                 "401": {"$ref": "#/components/responses/Unauthorized"},
                 "404": error("No decision for this transaction."),
                 "500": error("A stored row does not decode."),
-        "503": error("The state store cannot be reached; retry later (see Retry-After).")
+        "503": error("The state store cannot be reached, did not answer within the read timeout, or has too many reads in flight; retry later (see Retry-After).")
             }
         }},
         (super::ROUTE_ALERTS): events_op(

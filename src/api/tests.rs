@@ -155,6 +155,7 @@ async fn start_on(
         auth: Arc::new(auth),
         freshness: freshness.clone(),
         read_timeout: std::time::Duration::from_secs(5),
+        reads: ReadGate::new(128),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -987,6 +988,7 @@ async fn a_stalled_store_gets_503_at_the_read_timeout() {
         auth: Arc::new(Auth::hs256(SECRET.as_bytes()).unwrap()),
         freshness: Arc::new(Freshness::new(AS_OF)),
         read_timeout: Duration::from_millis(300),
+        reads: ReadGate::new(128),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1027,4 +1029,70 @@ async fn a_stalled_store_gets_503_at_the_read_timeout() {
         .await
         .unwrap();
     assert_eq!(spec.status(), StatusCode::OK);
+}
+
+/// Reads abandoned at the read timeout keep their place in the gate until the store answers:
+/// with every place taken, further requests are answered 503 at once (no new blocking thread),
+/// and reads are admitted again once the stalled ones end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_past_the_gate_limit_are_refused_at_once_until_the_stalled_ones_end() {
+    let gate = ReadGate::new(2);
+    let app = router(ApiState {
+        store: Arc::new(StalledStore {
+            stall: Duration::from_secs(2),
+        }),
+        auth: Arc::new(Auth::hs256(SECRET.as_bytes()).unwrap()),
+        freshness: Arc::new(Freshness::new(AS_OF)),
+        read_timeout: Duration::from_millis(300),
+        reads: gate.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let token = good();
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/risk-decisions/tx-1");
+    let get = || async {
+        let started = std::time::Instant::now();
+        let answer = client.get(&url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(answer.headers().contains_key("retry-after"));
+        let body: Value = answer.json().await.unwrap();
+        (
+            body["error"].as_str().unwrap().to_string(),
+            started.elapsed(),
+        )
+    };
+    // Two reads take both places and time out; the stalled store still holds them.
+    let first = futures::future::join_all([get(), get()]).await;
+    for (error, _) in &first {
+        assert_eq!(
+            error,
+            "the state store did not answer within 300 ms; retry later"
+        );
+    }
+    assert_eq!(gate.in_flight(), 2, "the abandoned reads still run");
+    let refused = futures::future::join_all((0..6).map(|_| get())).await;
+    for (error, took) in &refused {
+        assert_eq!(
+            error,
+            "too many state store reads in flight (limit 2); retry later"
+        );
+        assert!(*took < Duration::from_millis(250), "refused after {took:?}");
+    }
+    assert_eq!(gate.in_flight(), 2, "refused requests took no place");
+    // Once the stalled reads end, their places are free for new reads.
+    let freed = std::time::Instant::now();
+    while gate.in_flight() > 0 {
+        assert!(
+            freed.elapsed() < Duration::from_secs(5),
+            "places never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (error, _) = get().await;
+    assert_eq!(
+        error,
+        "the state store did not answer within 300 ms; retry later"
+    );
 }

@@ -166,6 +166,7 @@ pub(super) fn http_router(
             read_timeout: std::time::Duration::from_millis(
                 u64::try_from(topology.http.read_timeout.millis()).unwrap_or(5_000),
             ),
+            reads: api::ReadGate::new(topology.http.max_reads_in_flight),
         }))
         .merge(console::router(console, auth)))
 }
