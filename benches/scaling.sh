@@ -12,8 +12,9 @@
 #   volume    price change and consolidation alone, at each size of VOLUME_N (default keys:
 #             13 symbols, 1,000 accounts): is the cost per record flat?
 #   keys      KEYS_N records over each count of KEYS_LIST distinct keys (`fluxo produce --keys`:
-#             accounts for consolidation, symbols for price change), at the default cache and,
-#             for consolidation, again at KEYS_CACHE_MB: RSS and throughput as the state grows
+#             accounts for consolidation, symbols for price change), consolidation at each
+#             `[state] cache_mb` of KEYS_CACHES, price change at the first: RSS and throughput as
+#             the state grows
 #   instances consolidation, INSTANCES_N entries, 1, 2, 3 ... `fluxo run` in one consumer group
 #             (`assignment = "group"`, the embedded store, one state dir and HTTP port each) on
 #             the same broker: total records/s and CPU. On 2 cores this shows the coordination
@@ -23,7 +24,7 @@
 #   FLUXO_BIN [target/release/fluxo]   GUARANTEE [exactly_once] (or at_least_once)
 #   VOLUME_N ["100000 1000000 5000000"]   VOLUME_SCENARIOS ["price-change consolidation"]
 #   KEYS_LIST ["10000 100000 1000000"]   KEYS_N [1000000]
-#   KEYS_SCENARIOS ["consolidation price-change"]   KEYS_CACHE_MB [64] ("" for no second pass)
+#   KEYS_SCENARIOS ["consolidation price-change"]   KEYS_CACHES ["64 512"] (512: fluxo run's default)
 #   INSTANCES_LIST ["1 2 3"]   INSTANCES_N [1000000]
 #   LOCK [/tmp/fluxo-bench.lock] (flock'ed per case)
 # A case whose directory already holds a result is skipped, so a stopped run resumes where it
@@ -41,7 +42,7 @@ VOLUME_SCENARIOS=${VOLUME_SCENARIOS:-"price-change consolidation"}
 KEYS_LIST=${KEYS_LIST:-"10000 100000 1000000"}
 KEYS_N=${KEYS_N:-1000000}
 KEYS_SCENARIOS=${KEYS_SCENARIOS:-"consolidation price-change"}
-KEYS_CACHE_MB=${KEYS_CACHE_MB-64}
+KEYS_CACHES=${KEYS_CACHES:-"64 512"}
 INSTANCES_LIST=${INSTANCES_LIST:-"1 2 3"}
 INSTANCES_N=${INSTANCES_N:-1000000}
 LOCK=${LOCK:-/tmp/fluxo-bench.lock}
@@ -76,22 +77,22 @@ volume() {
 }
 
 keys() {
-  local s k
+  local s k c caches
   for s in $KEYS_SCENARIOS; do
-    for k in $KEYS_LIST; do case_run "keys-$s-$k" N="$KEYS_N" SCENARIOS="$s" KEYS="$k"; done
-  done
-  if [[ -n $KEYS_CACHE_MB && " $KEYS_SCENARIOS " == *" consolidation "* ]]; then
-    for k in $KEYS_LIST; do
-      case_run "keys-consolidation-$k-cache$KEYS_CACHE_MB" N="$KEYS_N" SCENARIOS=consolidation \
-        KEYS="$k" CACHE_MB="$KEYS_CACHE_MB"
+    caches=$KEYS_CACHES
+    [[ $s == consolidation ]] || caches=${KEYS_CACHES%% *}
+    for c in $caches; do
+      for k in $KEYS_LIST; do
+        case_run "keys-$s-$KEYS_N-$k-cache$c" N="$KEYS_N" SCENARIOS="$s" KEYS="$k" CACHE_MB="$c"
+      done
     done
-  fi
+  done
 }
 
 instances() {
   local k
   for k in $INSTANCES_LIST; do
-    case_run "instances-$k" N="$INSTANCES_N" SCENARIOS=consolidation INSTANCES="$k"
+    case_run "instances-$INSTANCES_N-$k" N="$INSTANCES_N" SCENARIOS=consolidation INSTANCES="$k"
   done
 }
 

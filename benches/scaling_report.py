@@ -70,12 +70,12 @@ def keys(cases):
         scenario = "consolidation" if name.startswith("keys-consolidation") else "price-change"
         k = int(run["keys"])
         t = touched(scenario, k, run["n"])
-        groups.setdefault((scenario, run.get("cache_mb") or "512"), []).append((k, t, run, r))
-    for (scenario, cache), runs in sorted(groups.items()):
+        groups.setdefault((scenario, run.get("cache_mb") or "512", run["n"]), []).append((k, t, run, r))
+    for (scenario, cache, _), runs in sorted(groups.items()):
         for k, t, run, r in sorted(runs, key=lambda x: x[0]):
             print(f"| {scenario} | {k:,} | {cache} | {t:,.0f} | {run['n']:,} | {row(run, r)} |")
     print()
-    for (scenario, cache), runs in sorted(groups.items()):
+    for (scenario, cache, n), runs in sorted(groups.items()):
         if scenario != "consolidation":
             continue
         runs = sorted((x for x in runs if "error" not in x[3]), key=lambda x: x[0])
@@ -84,7 +84,7 @@ def keys(cases):
         k0, t0, _, r0 = runs[0]
         for k, t, _, r in runs[1:]:
             per_m = (r["hwm_mib"] - r0["hwm_mib"]) / (t - t0) * 1e6
-            print(f"- consolidation, cache_mb {cache}: {k:,} against {k0:,} accounts: "
+            print(f"- consolidation, {n:,} entries, cache_mb {cache}: {k:,} against {k0:,} accounts: "
                   f"+{r['hwm_mib'] - r0['hwm_mib']:,.0f} MiB peak RSS for {t - t0:,.0f} more accounts "
                   f"touched = **{per_m:,.0f} MiB per million accounts**")
     print()
