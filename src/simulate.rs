@@ -428,7 +428,15 @@ mod tests {
         assert_eq!(symbols.len(), 100);
         assert!(symbols.contains("PETR4") && symbols.contains("SIM0000099"));
         assert_eq!(distinct(SimKind::Prices, 3, 1_000).len(), 3);
-        assert!(distinct(SimKind::Transactions, 10, 1_000).len() <= 10);
+        // Payers are keys; the mistyped ones (an invalid check digit) are not from the pool.
+        let payers = distinct(SimKind::Transactions, 10, 1_000);
+        assert!(
+            payers
+                .iter()
+                .filter(|d| documents::validate(d).is_ok())
+                .count()
+                <= 10
+        );
         let pool = document_pool_of(5_000);
         assert_eq!(pool[..POOL_SIZE], document_pool()[..]);
         assert!(pool.iter().all(|d| documents::validate(d).is_ok()));
