@@ -70,6 +70,10 @@ pub fn now_millis() -> i64 {
 const POOL_SEED: u64 = 0x5EED_D0C5;
 /// Documents in the shared pool.
 const POOL_SIZE: usize = 2_000;
+/// Accounts the ledger simulator draws from by default.
+const ACCOUNTS: u32 = 1_000;
+/// Starting price of the synthetic symbols beyond the listed assets (`--keys` above 13).
+const SYNTHETIC_PRICE: &str = "25.00";
 
 /// Quoted assets and their starting prices.
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -92,16 +96,25 @@ const ASSETS: &[(&str, &str, &str)] = &[
 pub struct Simulator {
     kind: SimKind,
     rng: StdRng,
+    symbols: Vec<(String, &'static str)>,
     prices: Vec<Decimal>,
     documents: Vec<String>,
+    accounts: u32,
     recent_entries: VecDeque<LedgerEntry>,
     seq: u64,
 }
 
 /// The shared pool of valid CPFs (80%) and CNPJs (20%), punctuated now and then.
 pub fn document_pool() -> Vec<String> {
+    document_pool_of(POOL_SIZE)
+}
+
+/// A pool of `size` documents drawn like [`document_pool`] (whose first `size` documents it
+/// shares, so a transactions and a blacklist simulator with the same size meet). Drawn at
+/// random, so a large pool holds a few duplicates: up to `size` distinct documents.
+pub fn document_pool_of(size: usize) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(POOL_SEED);
-    (0..POOL_SIZE)
+    (0..size)
         .map(|i| {
             let digits = if i % 5 == 4 {
                 documents::generate_cnpj(rng.random_range(0..100_000_000), 1)
@@ -125,21 +138,34 @@ fn uuid_from(rng: &mut StdRng) -> String {
 }
 
 impl Simulator {
-    /// A simulator of `kind` drawing from `seed`.
+    /// A simulator of `kind` drawing from `seed`, over the default keys: the 13 listed
+    /// assets, 1,000 accounts, 2,000 documents.
     pub fn new(kind: SimKind, seed: u64) -> Self {
-        let prices = ASSETS
-            .iter()
-            .map(|(_, p, _)| p.parse().unwrap_or(Decimal::ONE))
-            .collect();
+        Self::with_keys(kind, seed, None)
+    }
+
+    /// A simulator of `kind` drawing from `seed` over `keys` distinct keys (at least 1): the
+    /// symbols of `prices` (the listed assets first, then synthetic `SIM0000013`... starting
+    /// at R$ 25.00), the accounts of `ledger`, the documents of `transactions` and `blacklist`.
+    /// `None` keeps the defaults of [`Simulator::new`], record for record: the scaling
+    /// benchmark grows the state with it without changing the default data.
+    pub fn with_keys(kind: SimKind, seed: u64, keys: Option<usize>) -> Self {
+        let keys = keys.map(|k| k.max(1));
+        let symbols = symbols(keys.unwrap_or(ASSETS.len()));
+        let prices = symbols.iter().map(|(s, _)| starting_price(s)).collect();
         let documents = match kind {
-            SimKind::Transactions | SimKind::Blacklist => document_pool(),
+            SimKind::Transactions | SimKind::Blacklist => {
+                document_pool_of(keys.unwrap_or(POOL_SIZE))
+            }
             _ => Vec::new(),
         };
         Self {
             kind,
             rng: StdRng::seed_from_u64(seed),
+            symbols,
             prices,
             documents,
+            accounts: keys.map_or(ACCOUNTS, |k| u32::try_from(k).unwrap_or(u32::MAX)),
             recent_entries: VecDeque::with_capacity(1024),
             seq: 0,
         }
@@ -170,8 +196,8 @@ impl Simulator {
 
     /// The next quote.
     pub fn next_price(&mut self, now: i64) -> AssetPrice {
-        let i = self.rng.random_range(0..ASSETS.len());
-        let (symbol, _, source) = ASSETS[i];
+        let i = self.rng.random_range(0..self.symbols.len());
+        let (symbol, source) = &self.symbols[i];
         // A small random step most of the time; a jump of 11-20% now and then.
         let step: f64 = if self.rng.random_bool(0.003) {
             let jump = self.rng.random_range(0.11..0.20);
@@ -190,10 +216,10 @@ impl Simulator {
         self.prices[i] = next;
         AssetPrice {
             event_id: uuid_from(&mut self.rng),
-            symbol: symbol.to_string(),
+            symbol: symbol.clone(),
             price: next,
             currency: "BRL".into(),
-            source: source.into(),
+            source: (*source).into(),
             event_time: now,
         }
     }
@@ -247,7 +273,8 @@ impl Simulator {
         };
         let entry = LedgerEntry {
             entry_id: Some(uuid_from(&mut self.rng)),
-            account_id: format!("ACC-{:06}", self.rng.random_range(0..1_000)),
+            // u32, as the i32 of the fixed pool before: the same draws for the same seed.
+            account_id: format!("ACC-{:06}", self.rng.random_range(0..self.accounts)),
             kind: if self.rng.random_bool(0.5) {
                 "CREDIT".into()
             } else {
@@ -285,6 +312,25 @@ impl Simulator {
             since: now,
         }
     }
+}
+
+/// The first `n` symbols: the listed assets, then synthetic ones quoted on B3.
+fn symbols(n: usize) -> Vec<(String, &'static str)> {
+    (0..n)
+        .map(|i| match ASSETS.get(i) {
+            Some((symbol, _, source)) => ((*symbol).to_string(), *source),
+            None => (format!("SIM{i:07}"), "b3"),
+        })
+        .collect()
+}
+
+/// A symbol's starting price: its listed price, or [`SYNTHETIC_PRICE`].
+fn starting_price(symbol: &str) -> Decimal {
+    let listed = ASSETS.iter().find(|(s, _, _)| *s == symbol);
+    listed
+        .map_or(SYNTHETIC_PRICE, |(_, p, _)| *p)
+        .parse()
+        .unwrap_or(Decimal::ONE)
 }
 
 fn to_value<T: AvroEvent>(event: &T) -> Value {
@@ -345,6 +391,55 @@ mod tests {
             entries.iter().any(|e| e.occurred_at < now - 86_400_000),
             "no late entries"
         );
+    }
+
+    #[test]
+    fn default_keys_are_the_fixed_pools() {
+        // `None` and the old fixed sizes draw the same records for the same seed.
+        for (kind, keys) in [
+            (SimKind::Prices, ASSETS.len()),
+            (SimKind::Ledger, ACCOUNTS as usize),
+            (SimKind::Transactions, POOL_SIZE),
+        ] {
+            let mut a = Simulator::new(kind, 9);
+            let mut b = Simulator::with_keys(kind, 9, Some(keys));
+            for _ in 0..500 {
+                assert_eq!(a.next_record(0), b.next_record(0), "{kind:?}");
+            }
+        }
+        let mut sim = Simulator::new(SimKind::Ledger, 9);
+        let accounts: std::collections::HashSet<_> =
+            (0..20_000).map(|_| sim.next_entry(0).account_id).collect();
+        assert_eq!(accounts.len(), 1_000);
+    }
+
+    #[test]
+    fn keys_sets_the_distinct_accounts_symbols_and_documents() {
+        let distinct = |kind, keys, n| {
+            let mut sim = Simulator::with_keys(kind, 4, Some(keys));
+            (0..n)
+                .map(|_| sim.next_record(0).0)
+                .collect::<std::collections::HashSet<_>>()
+        };
+        let accounts = distinct(SimKind::Ledger, 50_000, 200_000);
+        assert!(accounts.len() > 45_000 && accounts.len() <= 50_000);
+        assert!(accounts.iter().all(|a| a.as_str() < "ACC-050000"));
+        let symbols = distinct(SimKind::Prices, 100, 20_000);
+        assert_eq!(symbols.len(), 100);
+        assert!(symbols.contains("PETR4") && symbols.contains("SIM0000099"));
+        assert_eq!(distinct(SimKind::Prices, 3, 1_000).len(), 3);
+        // Payers are keys; the mistyped ones (an invalid check digit) are not from the pool.
+        let payers = distinct(SimKind::Transactions, 10, 1_000);
+        assert!(
+            payers
+                .iter()
+                .filter(|d| documents::validate(d).is_ok())
+                .count()
+                <= 10
+        );
+        let pool = document_pool_of(5_000);
+        assert_eq!(pool[..POOL_SIZE], document_pool()[..]);
+        assert!(pool.iter().all(|d| documents::validate(d).is_ok()));
     }
 
     #[test]

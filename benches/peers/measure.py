@@ -16,6 +16,14 @@ record and when it had all N:
   passthrough: the JSON line benches/loadtest.rs prints (first record to last acknowledgement,
         its whole CPU time), the broker's CPU over its whole run.
 Peak RSS is VmHWM. Prints one JSON line; stops COMMAND when done.
+
+fluxo mode with --instances K (benches/scaling.sh): starts COMMAND K times at once, "{i}" in its
+arguments replaced by the instance number, with FLUXO_HTTP_ADDR = --http-base's port + i and
+FLUXO_DATA_DIR = --data-dir-<i> (each its own store), logs FILE.<i>. The first record is the first
+of any instance; the end is when, summed over partitions, the highest fluxo_checkpointed_offset
+any instance reports reaches N (an instance that lost a partition keeps reporting the offset it
+had, below the end, so the highest is the current holder's once it is done). CPU and peak RSS are
+summed over the instances; hwm_mib_each lists them.
 """
 import argparse
 import json
@@ -67,6 +75,75 @@ def metric_sum(url, name, processor, topic):
     return s
 
 
+def partition_max(urls, name, processor, topic):
+    """Per partition the highest value of a gauge over the instances at `urls`, summed."""
+    best = {}
+    for url in urls:
+        try:
+            text = urllib.request.urlopen(url, timeout=2).read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(name + "{") and f'processor="{processor}"' in line and f'topic="{topic}"' in line:
+                part = re.search(r'partition="(\d+)"', line)
+                key = part.group(1) if part else line
+                best[key] = max(best.get(key, 0), float(line.rsplit(" ", 1)[1]))
+    return sum(best.values())
+
+
+def start_instances(a, cmd):
+    """The K instances of --instances: their Popen objects and /metrics URLs."""
+    host, port = a.http_base.rsplit(":", 1)
+    procs, urls = [], []
+    for i in range(a.instances):
+        env = dict(os.environ, FLUXO_HTTP_ADDR=f"{host}:{int(port) + i}", FLUXO_DATA_DIR=f"{a.data_dir}-{i}")
+        log = open(a.log if i == 0 else f"{a.log}.{i}", "w")
+        procs.append(subprocess.Popen([c.replace("{i}", str(i)) for c in cmd], stdout=log, stderr=log, env=env))
+        urls.append(f"http://{host}:{int(port) + i}/metrics")
+    return procs, urls
+
+
+def measure_instances(a, cmd):
+    """--instances: like fluxo mode, over K processes (see the module's doc)."""
+    load0 = open("/proc/loadavg").read().split()[:3]
+    procs, urls = start_instances(a, cmd)
+    group_cpu = lambda: sum(cpu(p.pid) or 0 for p in procs)
+    first = done = None
+    deadline = time.time() + a.timeout
+    while time.time() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.1)
+        if first is None and sum(metric_sum(u, "fluxo_records_in_total", a.processor, a.topic) for u in urls) > 0:
+            first = (time.time(), group_cpu(), cpu(a.broker_pid))
+        if first and partition_max(urls, "fluxo_checkpointed_offset", a.processor, a.topic) >= a.expect:
+            done = (time.time(), group_cpu(), cpu(a.broker_pid))
+            break
+    each = [hwm(p.pid) or 0 for p in procs]
+    records_in = sum(metric_sum(u, "fluxo_records_in_total", a.processor, a.topic) for u in urls)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    result = {"engine": a.engine, "records": a.expect, "instances": a.instances,
+              "hwm_mib": round(sum(each), 1), "hwm_mib_each": [round(h, 1) for h in each],
+              "records_in_total": records_in}
+    if not (first and done):
+        result["error"] = f"no {'first record' if not first else 'completion'} seen"
+        print(json.dumps(result))
+        return 1
+    secs = done[0] - first[0]
+    m = a.expect / 1e6
+    result.update(seconds=round(secs, 2), records_per_s=a.expect / secs, cpu_s=round(done[1] - first[1], 2),
+                  broker_cpu_s=round(done[2] - first[2], 2))
+    result["cpu_s_per_M"] = round(result["cpu_s"] / m, 2)
+    result["broker_cpu_s_per_M"] = round(result["broker_cpu_s"] / m, 2)
+    result["load"] = " ".join(load0) + " / " + " ".join(open("/proc/loadavg").read().split()[:3])
+    print(json.dumps(result))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--engine", required=True)
@@ -78,9 +155,14 @@ def main():
     ap.add_argument("--processor")
     ap.add_argument("--topic")
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--instances", type=int, help="fluxo mode: start K instances (see above)")
+    ap.add_argument("--http-base", help="with --instances: HOST:PORT of instance 0")
+    ap.add_argument("--data-dir", help="with --instances: data directories <this>-<i>")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    if a.instances:
+        return measure_instances(a, cmd)
     load0 = open("/proc/loadavg").read().split()[:3]
     log = open(a.log, "w")
     out_path = a.log + ".out"

@@ -14,6 +14,11 @@
 #   CHECKPOINT_INTERVAL [the topology's, 200ms] fluxo's checkpoint_interval (the peers commit
 #   every 100 ms (Kafka Streams exactly_once_v2) and every 1 s (Flink's checkpoints here))
 #   FLUXO_BIN [target/release/fluxo]  LOADTEST_BIN [built with cargo bench --no-run]
+#   KEYS [the simulator's: 13 symbols, 1,000 accounts] distinct keys of the preload
+#   (`fluxo produce --keys`)   CACHE_MB [fluxo run's 512] fluxo's `[state] cache_mb`
+#   INSTANCES [1] fluxo only: this many `fluxo run` in the processor's group, started at once,
+#   each with its own runtime.instance, state dir and HTTP port (58090 + i); measured together
+#   (measure.py --instances). Used by benches/scaling.sh.
 #   OUT [benches/reports/peers-throughput-<UTC time>] (results.jsonl, report.md, throughput.svg
 #   (benches/peers/plot.py), logs)
 # The machine is shared (2 vCPU): records/s moves with the load average, which every line
@@ -45,7 +50,10 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "loadtest" and m.get("executable"):
         print(m["executable"])')
 fi
-[[ -r $PEERS/kstreams/target/classpath.txt && -r $PEERS/flink/target/classpath.txt ]] || "$PEERS/build.sh"
+if on kafka-streams || on flink; then
+  [[ -r $PEERS/kstreams/target/classpath.txt && -r $PEERS/flink/target/classpath.txt ]] || "$PEERS/build.sh"
+fi
+KEYS=${KEYS:-} CACHE_MB=${CACHE_MB:-} INSTANCES=${INSTANCES:-1}
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 echo "throughput: results in $OUT" >&2
@@ -69,9 +77,9 @@ FLUXO_HTTP_ADDR=$INFRA_HTTP FLUXO_DATA_DIR=$OUT/infra "$FLUXO_BIN" --topology "$
 PIDS+=($!)
 for ((i = 0; i < 1500; i++)); do grep -q '^ready' "$OUT/infra.log" && break; sleep 0.2; done
 BROKER_PID=$(cat "$OUT/infra/kafka/kafka.pid")
-printf '{"kind":"run","date":"%s","host":"%s","guarantee":"%s","n":%s,"fluxo":"%s","uptime":"%s"}\n' \
+printf '{"kind":"run","date":"%s","host":"%s","guarantee":"%s","n":%s,"fluxo":"%s","uptime":"%s","keys":"%s","cache_mb":"%s","instances":%s}\n' \
   "$(date -u +%FT%TZ)" "$(nproc) CPU $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)" \
-  "$GUARANTEE" "$N" "$(git -C "$ROOT" describe --always --dirty)" "$(uptime)" >>"$RESULTS"
+  "$GUARANTEE" "$N" "$(git -C "$ROOT" describe --always --dirty)" "$(uptime)" "$KEYS" "$CACHE_MB" "$INSTANCES" >>"$RESULTS"
 
 for s in $SCENARIOS; do
   case $s in
@@ -83,20 +91,28 @@ for s in $SCENARIOS; do
   for t in "$s.pt-out" "$s.ks-out" "$s.flink-out"; do
     kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BROKER" --create --topic "$t" --partitions 3 >/dev/null 2>&1
   done
-  awk -v keep="$proc" -v g="$fluxo_g" -v ci="$CHECKPOINT_INTERVAL" '
+  awk -v keep="$proc" -v g="$fluxo_g" -v ci="$CHECKPOINT_INTERVAL" -v cache="$CACHE_MB" '
     /^\[/ { k = 1; if ($0 ~ /^\[processors\./) { n = $0; sub(/^\[processors\./, "", n); sub(/[].].*/, "", n); k = (n == keep) } }
     /^processing_guarantee/ { print "processing_guarantee = \"" g "\""; next }
     /^checkpoint_interval/ && ci != "" { print "checkpoint_interval = \"" ci "\""; next }
+    /^\[state\]/ && cache != "" { print; print "cache_mb = " cache; next }
     k' "$ROOT/topology.toml" >"$D/topology.toml"
-  echo "throughput: $s: preloading $N $sim records into $input" >&2
-  "$FLUXO_BIN" --topology "$D/topology.toml" produce --simulate "$sim" --count "$N" --seed 21 2>"$D/produce.log"
+  for ((i = 0; i < INSTANCES; i++)); do
+    sed "s/^instance = .*/instance = $i/" "$D/topology.toml" >"$D/topology-$i.toml"
+  done
+  echo "throughput: $s: preloading $N $sim records into $input${KEYS:+ over $KEYS keys}" >&2
+  "$FLUXO_BIN" --topology "$D/topology.toml" produce --simulate "$sim" --count "$N" --seed 21 ${KEYS:+--keys "$KEYS"} 2>"$D/produce.log"
   grep '^produced' "$D/produce.log" >&2 || true
   m() { python3 "$PEERS/measure.py" --broker-pid "$BROKER_PID" --expect "$N" "$@" | tee -a "$RESULTS" >&2; }
   on passthrough && echo "throughput: $s: passthrough" >&2 &&
   m --engine passthrough --mode passthrough --log "$D/passthrough.log" -- \
     "$LOADTEST_BIN" passthrough --bootstrap "$BROKER" --from "$input" --to "$s.pt-out" --expect "$N" \
     --start beginning --timeout-s 900 || true
-  on fluxo && echo "throughput: $s: fluxo ($fluxo_g)" >&2 &&
+  on fluxo && ((INSTANCES > 1)) && echo "throughput: $s: $INSTANCES fluxo instances ($fluxo_g)" >&2 &&
+  m --engine fluxo --mode fluxo --log "$D/fluxo.log" --metrics "http://$HTTP/metrics" --processor "$proc" \
+    --topic "$input" --instances "$INSTANCES" --http-base 127.0.0.1:58090 --data-dir "$D/fluxo" -- \
+    "$FLUXO_BIN" --topology "$D/topology-{i}.toml" run || true
+  on fluxo && ((INSTANCES == 1)) && echo "throughput: $s: fluxo ($fluxo_g)" >&2 &&
   FLUXO_HTTP_ADDR=$HTTP FLUXO_DATA_DIR=$D/fluxo m --engine fluxo --mode fluxo --log "$D/fluxo.log" \
     --metrics "http://$HTTP/metrics" --processor "$proc" --topic "$input" -- \
     "$FLUXO_BIN" --topology "$D/topology.toml" run || true

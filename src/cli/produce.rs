@@ -45,6 +45,11 @@ pub struct ProduceArgs {
     /// Seed of the simulator, for reproducible data (default: random).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Distinct keys the simulator draws from: symbols (prices; default the 13 listed assets,
+    /// then synthetic SIM0000013...), accounts (ledger; default 1,000), documents
+    /// (transactions and blacklist; default 2,000). For growing the state in benchmarks.
+    #[arg(long, requires = "simulate", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub keys: Option<u64>,
 }
 
 /// Counts acknowledged and failed deliveries.
@@ -277,7 +282,8 @@ fn send_simulated(
 ) -> Result<u64, Failure> {
     let bar = progress(Some(args.count));
     let seed = args.seed.unwrap_or_else(rand::random);
-    let mut sim = Simulator::new(kind, seed);
+    let keys = args.keys.map(|k| usize::try_from(k).unwrap_or(usize::MAX));
+    let mut sim = Simulator::with_keys(kind, seed, keys);
     // Paced runs stamp records with the wall clock. Flat-out runs spread event times
     // over the past (one record every 250 ms, ending now), so windows, lateness and
     // jumps "within minutes" mean what they would in a live feed.
