@@ -53,9 +53,7 @@ impl Task {
         let started = Instant::now();
         // Traced records: the `process` span is current (log lines carry its ids) until return.
         let _process = rec.trace.as_ref().map(|t| t.enter());
-        metrics::RECORDS_IN
-            .with_label_values(&[&self.name, rec.topic])
-            .inc();
+        self.series.records_in(rec.topic).inc();
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.clear();
         // Reads see the staged checkpoint's writes: the processor may have dropped those keys from
@@ -98,25 +96,35 @@ impl Task {
             let _publish = rec.trace.as_ref().and_then(|t| t.publish(out));
             self.produce(out);
             if out.dead_letter.is_none() {
-                metrics::RECORDS_OUT
-                    .with_label_values(&[&self.name, &out.topic])
-                    .inc();
+                self.series.records_out(&out.topic).inc();
             }
         }
         self.outputs = outputs;
-        self.pending
-            .insert((rec.topic.to_string(), rec.partition), rec.offset + 1);
+        self.note_pending(rec.topic, rec.partition, rec.offset + 1);
         self.since_checkpoint += 1;
-        metrics::PROCESSING_SECONDS
-            .with_label_values(&[&self.name])
+        self.series
+            .processing
             .observe(started.elapsed().as_secs_f64());
         if let Some(ts) = rec.timestamp {
             let latency = (processing_time - ts).max(0) as f64 / 1000.0;
-            metrics::EVENT_TIME_LATENCY_SECONDS
-                .with_label_values(&[&self.name])
-                .observe(latency);
+            self.series.latency.observe(latency);
         }
         Ok(())
+    }
+
+    /// Record `next` as the offset to checkpoint for `(topic, partition)`. The records come
+    /// from a handful of partitions: finding the entry beats allocating its key per record.
+    fn note_pending(&mut self, topic: &str, partition: i32, next: i64) {
+        let known = self
+            .pending
+            .iter_mut()
+            .find(|((t, p), _)| *p == partition && t == topic);
+        match known {
+            Some((_, offset)) => *offset = next,
+            None => {
+                self.pending.insert((topic.to_string(), partition), next);
+            }
+        }
     }
 
     /// Remember `rec` as the last input and advance its partition's stream time.
@@ -253,9 +261,7 @@ impl Task {
             );
             out.headers.push((ID_HEADER.to_string(), id.into_bytes()));
             self.produce(out);
-            metrics::RECORDS_OUT
-                .with_label_values(&[&self.name, &out.topic])
-                .inc();
+            self.series.records_out(&out.topic).inc();
         }
         self.outputs = outputs;
         // What the tick changed is committed with the next checkpoint.

@@ -73,6 +73,7 @@ pub fn run(topology: &Topology, spec: EngineSpec, shutdown: Arc<AtomicBool>) -> 
         store_patience: Duration::from_millis(rt.store_patience.millis().max(0) as u64),
         stream_times: Vec::new(),
         resume_pending: true,
+        series: super::task::RecordSeries::new(&name),
     }));
     let bounds = spec.bounds;
     // Global inputs: every instance reads them whole, caught up before the group starts.
@@ -299,10 +300,25 @@ impl RunLoop<'_> {
 
     /// Run the batch's records of assigned partitions (inside the bounds) through the job.
     fn process_batch(&self, t: &mut Task, batch: &[BorrowedMessage<'_>]) -> BatchOutcome {
+        // Whether each partition of the batch is assigned, asked once per partition rather than
+        // with a key allocated per record.
+        let mut assigned: Vec<(&str, i32, bool)> = Vec::new();
         let mut records: Vec<RawRecord<'_>> = batch
             .iter()
             .map(raw)
-            .filter(|r| t.assigned.contains(&(r.topic.to_string(), r.partition)))
+            .filter(|r| {
+                let known = assigned
+                    .iter()
+                    .find(|(topic, partition, _)| *partition == r.partition && *topic == r.topic);
+                match known {
+                    Some(&(_, _, yes)) => yes,
+                    None => {
+                        let yes = t.assigned.contains(&(r.topic.to_string(), r.partition));
+                        assigned.push((r.topic, r.partition, yes));
+                        yes
+                    }
+                }
+            })
             .filter(|r| self.bounds.as_ref().is_none_or(|b| b.admits(r)))
             .collect();
         crate::telemetry::kafka::receive_batch(&self.name, &self.group, &mut records);
