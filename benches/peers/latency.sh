@@ -114,7 +114,7 @@ for G in $GUARANTEES; do
     { print }' "$ROOT/topology.toml" >"$GD/infra.toml"
   FLUXO_HTTP_ADDR=$INFRA_HTTP FLUXO_DATA_DIR=$GD/infra "$FLUXO_BIN" --topology "$GD/infra.toml" up >"$GD/infra.log" 2>&1 &
   INFRA_PID=$!; PIDS+=("$INFRA_PID")
-  wait_for 300 "fluxo up" grep -q '^ready' "$GD/infra.log"
+  wait_for 300 "fluxo up" grep -qs '^ready' "$GD/infra.log"
   # Each run's topics are new registry subjects: fluxo produce and fluxo run register them with a
   # token minted from the development secret `fluxo up` printed.
   export FLUXO_JWT_SECRET; FLUXO_JWT_SECRET=$(awk '$1 == "jwt-secret" { print $2; exit }' "$GD/infra.log")
@@ -169,7 +169,7 @@ for G in $GUARANTEES; do
             "$PEERS/run.sh" kstreams --rule "$rule" --bootstrap "$BROKER" --input "$in_t" --output "$out_t" \
               --app-id "ks-lat-$tag" --state-dir "$RD/ks-state" --guarantee "$ks_g" >"$RD/engine.log" 2>&1 &
             epid=$!
-            wait_for 120 "Kafka Streams" grep -q -- '-> RUNNING' "$RD/engine.log" ;;
+            wait_for 120 "Kafka Streams" grep -qs -- "-> RUNNING" "$RD/engine.log" ;;
           flink)
             "$PEERS/run.sh" flink --rule "$rule" --bootstrap "$BROKER" --input "$in_t" --output "$out_t" \
               --group "flink-lat-$tag" --checkpoint-dir "$RD/flink-checkpoints" --guarantee "$flink_g" >"$RD/engine.log" 2>&1 &
@@ -179,13 +179,13 @@ for G in $GUARANTEES; do
         # warm-up, then until the engine has processed a record (Flink's job starts meanwhile)
         "$FLUXO_BIN" --topology "$RD/topology.toml" produce --simulate "$sim" --topic "$in_t" --rate "$R" \
           --count $((R * WARMUP_S)) --seed 7 >/dev/null 2>"$RD/warmup.log"
-        if [[ $E != fluxo ]]; then wait_for 120 "$E's first record" grep -q '^peers: first' "$RD/engine.log"; fi
+        if [[ $E != fluxo ]]; then wait_for 120 "$E's first record" grep -qs '^peers: first' "$RD/engine.log"; fi
         sleep "$SETTLE_S"
         since=$(now_ms)
         "$LOADTEST_BIN" tap --bootstrap "$BROKER" --input "$in_t" --output "$out_t" --since-ms "$since" \
           --expect 1000000000 --out "$RD/tap.json" --timeout-s $((secs + GRACE + 5)) 2>"$RD/tap.log" &
         tpid=$!; PIDS+=("$tpid")
-        wait_for 60 "the tap" grep -q '^loadtest: positioned' "$RD/tap.log"
+        wait_for 60 "the tap" grep -qs '^loadtest: positioned' "$RD/tap.log"
         t0=$(now_ms)
         "$FLUXO_BIN" --topology "$RD/topology.toml" produce --simulate "$sim" --topic "$in_t" --rate "$R" \
           --count $((R * secs)) --seed 21 >/dev/null 2>"$RD/produce.log"
