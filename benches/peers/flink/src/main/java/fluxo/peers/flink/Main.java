@@ -13,7 +13,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
-import org.apache.flink.api.common.serialization.DeserializationSchema;
 import org.apache.flink.api.common.state.MapState;
 import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
@@ -26,8 +25,9 @@ import org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchema;
 import org.apache.flink.connector.kafka.sink.KafkaSink;
 import org.apache.flink.connector.kafka.source.KafkaSource;
 import org.apache.flink.connector.kafka.source.KafkaSourceBuilder;
-import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer;
+import org.apache.flink.connector.kafka.source.reader.deserializer.KafkaRecordDeserializationSchema;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.flink.core.execution.CheckpointingMode;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
@@ -55,12 +55,28 @@ import org.apache.kafka.clients.producer.ProducerRecord;
  * the final watermark fires each symbol's event-time timer and its held quotes are released
  * (fluxo's end-of-input release); unbounded, a processing-time timer per symbol releases a
  * quiet symbol's quotes after {@code --idle-ms} (fluxo's wall-clock idle release).
+ *
+ * <p>Every output caused by an input record carries a {@code fluxo-id} header naming that input
+ * ({@code flink:<topic>/<partition>/<offset>/<i>}, fluxo's own format): the source's
+ * deserializer takes the record's coordinates, they travel with the decoded record to the
+ * keyed function and on to the sink's serializer. The latency tap of benches/loadtest.rs joins
+ * on it; it is measurement plumbing (one short string per record). Outputs of timers (the idle
+ * and end-of-input releases) have no input and carry none.
  */
 public final class Main {
     private Main() {}
 
-    /** A record for the sink: its key and JSON value. */
-    public record Out(String key, String json) {}
+    /** A record for the sink: its key, JSON value and {@code fluxo-id} header (null: none). */
+    public record Out(String key, String json, String origin) {}
+
+    /** A raw input value and where it was read ({@code flink:<topic>/<partition>/<offset>}). */
+    public record Raw(byte[] value, String origin) {}
+
+    /** A decoded quote and the coordinates of its record. */
+    public record Quote(PriceChange.Input in, String origin) {}
+
+    /** A decoded ledger entry and the coordinates of its record. */
+    public record Entry(Consolidation.Entry in, String origin) {}
 
     /** Entry point. */
     public static void main(String[] argv) throws Exception {
@@ -86,19 +102,25 @@ public final class Main {
         env.enableCheckpointing(Long.parseLong(a.getOrDefault("checkpoint-ms", "1000")),
                 exactly ? CheckpointingMode.EXACTLY_ONCE : CheckpointingMode.AT_LEAST_ONCE);
 
-        KafkaSourceBuilder<byte[]> source = KafkaSource.<byte[]>builder()
+        KafkaSourceBuilder<Raw> source = KafkaSource.<Raw>builder()
                 .setBootstrapServers(bootstrap)
                 .setTopics(need(a, "input"))
                 .setGroupId(need(a, "group"))
                 .setStartingOffsets(OffsetsInitializer.earliest())
-                .setValueOnlyDeserializer(new Bytes());
+                .setDeserializer(new Coordinates());
         if (bounded) {
             source.setBounded(OffsetsInitializer.latest());
         }
         KafkaSink<Out> sink = KafkaSink.<Out>builder()
                 .setBootstrapServers(bootstrap)
-                .setRecordSerializer((KafkaRecordSerializationSchema<Out>) (o, ctx, ts) -> new ProducerRecord<>(
-                        output, o.key().getBytes(StandardCharsets.UTF_8), o.json().getBytes(StandardCharsets.UTF_8)))
+                .setRecordSerializer((KafkaRecordSerializationSchema<Out>) (o, ctx, ts) -> {
+                    ProducerRecord<byte[], byte[]> r = new ProducerRecord<>(
+                            output, o.key().getBytes(StandardCharsets.UTF_8), o.json().getBytes(StandardCharsets.UTF_8));
+                    if (o.origin() != null) {
+                        r.headers().add("fluxo-id", o.origin().getBytes(StandardCharsets.UTF_8));
+                    }
+                    return r;
+                })
                 .setDeliveryGuarantee(exactly ? DeliveryGuarantee.EXACTLY_ONCE : DeliveryGuarantee.AT_LEAST_ONCE)
                 .setTransactionalIdPrefix(need(a, "group"))
                 // below the broker's transaction.max.timeout.ms (15 min)
@@ -108,19 +130,19 @@ public final class Main {
         DataStream<Out> out;
         switch (rule) {
             case "price-change" -> {
-                DataStream<PriceChange.Input> quotes = env
+                DataStream<Quote> quotes = env
                         .fromSource(source.build(), WatermarkStrategy.noWatermarks(), "asset-prices")
                         .map(new DecodePrices()).filter(q -> q != null)
                         .assignTimestampsAndWatermarks(WatermarkStrategy
-                                .<PriceChange.Input>forBoundedOutOfOrderness(Duration.ofMillis(PriceChange.LATENESS_MS))
-                                .withTimestampAssigner((q, ts) -> q.eventTime()));
-                out = quotes.keyBy(PriceChange.Input::symbol)
+                                .<Quote>forBoundedOutOfOrderness(Duration.ofMillis(PriceChange.LATENESS_MS))
+                                .withTimestampAssigner((q, ts) -> q.in().eventTime()));
+                out = quotes.keyBy(q -> q.in().symbol())
                         .process(new PriceChangeFn(bounded, idleMs, expect)).name("price-change");
             }
             case "consolidation" -> out = env
                     .fromSource(source.build(), WatermarkStrategy.noWatermarks(), "ledger-entries")
                     .map(new DecodeLedger()).filter(e -> e != null)
-                    .keyBy(Consolidation.Entry::accountId)
+                    .keyBy(e -> e.in().accountId())
                     .process(new ConsolidationFn(expect)).name("daily-consolidation");
             default -> throw new IllegalArgumentException("--rule " + rule + ": price-change or consolidation");
         }
@@ -129,52 +151,50 @@ public final class Main {
         System.err.println("peers: job finished");
     }
 
-    /** Raw record values; decoding happens in the map after it. */
-    static final class Bytes implements DeserializationSchema<byte[]> {
+    /** Raw record values and their coordinates; decoding happens in the map after it. */
+    static final class Coordinates implements KafkaRecordDeserializationSchema<Raw> {
         @Override
-        public byte[] deserialize(byte[] message) {
-            return message;
+        public void deserialize(ConsumerRecord<byte[], byte[]> record, Collector<Raw> out) {
+            out.collect(new Raw(record.value(),
+                    "flink:" + record.topic() + '/' + record.partition() + '/' + record.offset()));
         }
 
         @Override
-        public boolean isEndOfStream(byte[] next) {
-            return false;
-        }
-
-        @Override
-        public TypeInformation<byte[]> getProducedType() {
-            return PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO;
+        public TypeInformation<Raw> getProducedType() {
+            return TypeInformation.of(Raw.class);
         }
     }
 
     /** AssetPrice Avro to quotes (null when a record does not decode, filtered out). */
-    static final class DecodePrices implements org.apache.flink.api.common.functions.MapFunction<byte[], PriceChange.Input> {
+    static final class DecodePrices implements org.apache.flink.api.common.functions.MapFunction<Raw, Quote> {
         private transient Avro.Prices avro;
 
         @Override
-        public PriceChange.Input map(byte[] value) {
+        public Quote map(Raw raw) {
             if (avro == null) {
                 avro = new Avro.Prices();
             }
-            return avro.decode(value);
+            PriceChange.Input in = avro.decode(raw.value());
+            return in == null ? null : new Quote(in, raw.origin());
         }
     }
 
     /** LedgerEntry Avro to entries (null when a record does not decode, filtered out). */
-    static final class DecodeLedger implements org.apache.flink.api.common.functions.MapFunction<byte[], Consolidation.Entry> {
+    static final class DecodeLedger implements org.apache.flink.api.common.functions.MapFunction<Raw, Entry> {
         private transient Avro.Ledger avro;
 
         @Override
-        public Consolidation.Entry map(byte[] value) {
+        public Entry map(Raw raw) {
             if (avro == null) {
                 avro = new Avro.Ledger();
             }
-            return avro.decode(value);
+            Consolidation.Entry e = avro.decode(raw.value());
+            return e == null ? null : new Entry(e, raw.origin());
         }
     }
 
     /** Price change per symbol in keyed state. */
-    static final class PriceChangeFn extends KeyedProcessFunction<String, PriceChange.Input, Out> {
+    static final class PriceChangeFn extends KeyedProcessFunction<String, Quote, Out> {
         private final boolean bounded;
         private final long idleMs;
         private final long expect;
@@ -197,8 +217,9 @@ public final class Main {
         }
 
         @Override
-        public void processElement(PriceChange.Input in, Context ctx, Collector<Out> out) throws Exception {
+        public void processElement(Quote q, Context ctx, Collector<Out> out) throws Exception {
             Meter.tick();
+            PriceChange.Input in = q.in();
             PriceChange.State s = state.value();
             if (s == null) {
                 s = new PriceChange.State();
@@ -208,7 +229,7 @@ public final class Main {
                 return; // late or invalid: fluxo dead-letters it
             }
             state.update(s);
-            emit(in.symbol(), out);
+            emit(in.symbol(), q.origin(), out);
             if (bounded) {
                 // fires on the final watermark at the end of the bounded input
                 ctx.timerService().registerEventTimeTimer(Long.MAX_VALUE);
@@ -244,19 +265,19 @@ public final class Main {
                 PriceChange.releaseAll(s, symbol, alerts);
             }
             state.update(s);
-            emit(symbol, out);
+            emit(symbol, null, out);
         }
 
-        private void emit(String symbol, Collector<Out> out) {
-            for (String alert : alerts) {
-                out.collect(new Out(symbol, alert));
+        private void emit(String symbol, String origin, Collector<Out> out) {
+            for (int i = 0; i < alerts.size(); i++) {
+                out.collect(new Out(symbol, alerts.get(i), origin == null ? null : origin + '/' + i));
             }
             alerts.clear();
         }
     }
 
     /** Daily consolidation per account: balances per day, entry ids and the dedup horizon. */
-    static final class ConsolidationFn extends KeyedProcessFunction<String, Consolidation.Entry, Out> {
+    static final class ConsolidationFn extends KeyedProcessFunction<String, Entry, Out> {
         private final long expect;
         private transient MapState<Integer, Consolidation.Balance> days;
         private transient MapState<String, Integer> ids;
@@ -276,8 +297,9 @@ public final class Main {
         }
 
         @Override
-        public void processElement(Consolidation.Entry e, Context ctx, Collector<Out> out) throws Exception {
+        public void processElement(Entry entry, Context ctx, Collector<Out> out) throws Exception {
             Meter.tick();
+            Consolidation.Entry e = entry.in();
             Consolidation.Valid v = Consolidation.check(e);
             if (v == null) {
                 return;
@@ -302,7 +324,7 @@ public final class Main {
             days.put(v.date(), b);
             String account = e.accountId();
             out.collect(new Out(Consolidation.Balance.key(account, v.date()),
-                    b.json(account, v.date(), ctx.timerService().currentProcessingTime())));
+                    b.json(account, v.date(), ctx.timerService().currentProcessingTime()), entry.origin() + "/0"));
         }
     }
 

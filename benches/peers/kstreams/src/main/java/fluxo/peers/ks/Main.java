@@ -12,6 +12,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
+import org.apache.kafka.common.header.Headers;
+import org.apache.kafka.common.header.internals.RecordHeaders;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyValue;
@@ -21,6 +23,7 @@ import org.apache.kafka.streams.processor.PunctuationType;
 import org.apache.kafka.streams.processor.api.Processor;
 import org.apache.kafka.streams.processor.api.ProcessorContext;
 import org.apache.kafka.streams.processor.api.Record;
+import org.apache.kafka.streams.processor.api.RecordMetadata;
 import org.apache.kafka.streams.state.KeyValueIterator;
 import org.apache.kafka.streams.state.KeyValueStore;
 import org.apache.kafka.streams.state.Stores;
@@ -37,6 +40,11 @@ import org.apache.kafka.streams.state.Stores;
  * Under exactly_once_v2 the outputs, changelogs and offsets of a commit (every 100 ms, Kafka
  * Streams' default under EOS) form one transaction; under at_least_once the default commit
  * interval (30 s) applies.
+ *
+ * <p>Every output caused by an input record carries a {@code fluxo-id} header naming that input
+ * ({@code kafka-streams:<topic>/<partition>/<offset>/<i>}, fluxo's own format), which the latency
+ * tap of benches/loadtest.rs joins on: measurement plumbing, one small header per output.
+ * Outputs of the idle punctuation have no input and carry none.
  */
 public final class Main {
     static final String SYMBOLS = "price-change-symbols";
@@ -132,7 +140,7 @@ public final class Main {
                 return; // late or invalid: fluxo dead-letters it
             }
             symbols.put(in.symbol(), PriceChange.encode(s));
-            emit(in.symbol(), record.timestamp());
+            emit(in.symbol(), record.timestamp(), ctx.recordMetadata().orElse(null));
         }
 
         private void releaseIdle(long now) {
@@ -147,14 +155,14 @@ public final class Main {
                 if (s.holding() && s.arrived <= now - idleMs) {
                     PriceChange.releaseAll(s, kv.key, alerts);
                     symbols.put(kv.key, PriceChange.encode(s));
-                    emit(kv.key, now);
+                    emit(kv.key, now, null);
                 }
             }
         }
 
-        private void emit(String symbol, long timestamp) {
-            for (String alert : alerts) {
-                ctx.forward(new Record<>(symbol, alert, timestamp));
+        private void emit(String symbol, long timestamp, RecordMetadata origin) {
+            for (int i = 0; i < alerts.size(); i++) {
+                ctx.forward(new Record<>(symbol, alerts.get(i), timestamp, originHeader(origin, i)));
             }
             alerts.clear();
         }
@@ -206,7 +214,8 @@ public final class Main {
             horizons.put(account, horizon(next));
             balances.put(key, b.encode());
             long now = System.currentTimeMillis();
-            ctx.forward(new Record<>(key, b.json(account, v.date(), now), record.timestamp()));
+            ctx.forward(new Record<>(key, b.json(account, v.date(), now), record.timestamp(),
+                    originHeader(ctx.recordMetadata().orElse(null), 0)));
         }
 
         private static Consolidation.Horizon horizon(byte[] bytes) {
@@ -220,6 +229,16 @@ public final class Main {
         private static byte[] horizon(Consolidation.Horizon h) {
             return ByteBuffer.allocate(8).putInt(h.maxDate).putInt(h.floor).array();
         }
+    }
+
+    /** The {@code fluxo-id} header of output {@code i} of the input at {@code origin} (none without one). */
+    static Headers originHeader(RecordMetadata origin, int i) {
+        Headers h = new RecordHeaders();
+        if (origin != null) {
+            String id = "kafka-streams:" + origin.topic() + '/' + origin.partition() + '/' + origin.offset() + '/' + i;
+            h.add("fluxo-id", id.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        }
+        return h;
     }
 
     static Map<String, String> args(String[] argv) {
