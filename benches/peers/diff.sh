@@ -27,6 +27,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PEERS=$ROOT/benches/peers
+# shellcheck source=benches/peers/lib.sh
+. "$PEERS/lib.sh"
 DIFF_N=${DIFF_N:-10000}
 IDLE_MS=${IDLE_MS:-5000}
 OUT=${OUT:-$ROOT/benches/results/peers-diff-$(date -u +%F)}
@@ -44,16 +46,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/peers-diff.XXXXXX)
 echo "diff: work in $WORK, summary in $OUT, fluxo $FLUXO_BIN" >&2
 
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
-trap cleanup EXIT
 
-kafka_tool() { java -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$KAFKA_LIB/*" "$@"; }
 metric_sum() {   # NAME PROCESSOR TOPIC
   curl -sf --max-time 5 "http://$HTTP/metrics" | awk -v n="$1{" -v p="processor=\"$2\"" -v t="topic=\"$3\"" '
     index($0, n) == 1 && index($0, p) && index($0, t) { s += $NF } END { printf "%d", s }'

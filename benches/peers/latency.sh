@@ -43,6 +43,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PEERS=$ROOT/benches/peers
+# shellcheck source=benches/peers/lib.sh
+. "$PEERS/lib.sh"
 SCENARIOS=${SCENARIOS:-"consolidation price-change"}
 RATES=${RATES:-"1000 5000"}
 GUARANTEES=${GUARANTEES:-exactly_once}
@@ -56,11 +58,7 @@ KAFKA_LIB=${KAFKA_LIB:-$HOME/.cache/fluxo/kafka-4.1.1/lib}
 FLUXO_BIN=${FLUXO_BIN:-$ROOT/target/release/fluxo}
 if [[ ! -x $FLUXO_BIN ]]; then nice -n 10 cargo build --release --locked --bin fluxo >&2; fi
 if [[ -z ${LOADTEST_BIN:-} ]]; then
-  LOADTEST_BIN=$(nice -n 10 cargo bench --locked --no-run --bench loadtest --message-format=json 2>/dev/null | python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "loadtest" and m.get("executable"):
-        print(m["executable"])')
+  LOADTEST_BIN=$(loadtest_bin)
 fi
 [[ -x $LOADTEST_BIN ]] || { echo "latency: no loadtest binary" >&2; exit 2; }
 [[ -r $PEERS/kstreams/target/classpath.txt && -r $PEERS/flink/target/classpath.txt ]] || "$PEERS/build.sh"
@@ -68,15 +66,6 @@ mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 echo "latency: results in $OUT" >&2
 
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
-trap cleanup EXIT
-kafka_tool() { java -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$KAFKA_LIB/*" "$@"; }
 now_ms() { date +%s%3N; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 listening() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }

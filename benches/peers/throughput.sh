@@ -27,6 +27,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PEERS=$ROOT/benches/peers
+# shellcheck source=benches/peers/lib.sh
+. "$PEERS/lib.sh"
 N=${N:-1000000}
 SCENARIOS=${SCENARIOS:-"price-change consolidation"}
 ENGINES=${ENGINES:-"passthrough fluxo kafka-streams flink"}
@@ -44,11 +46,7 @@ FLUXO_BIN=${FLUXO_BIN:-$ROOT/target/release/fluxo}
 if [[ ! -x $FLUXO_BIN ]]; then cargo build --release --locked --bin fluxo >&2; fi
 on() { [[ " $ENGINES " == *" $1 "* ]]; }
 if on passthrough && [[ -z ${LOADTEST_BIN:-} ]]; then
-  LOADTEST_BIN=$(cargo bench --locked --no-run --bench loadtest --message-format=json 2>/dev/null | python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "loadtest" and m.get("executable"):
-        print(m["executable"])')
+  LOADTEST_BIN=$(loadtest_bin)
 fi
 if on kafka-streams || on flink; then
   [[ -r $PEERS/kstreams/target/classpath.txt && -r $PEERS/flink/target/classpath.txt ]] || "$PEERS/build.sh"
@@ -58,15 +56,6 @@ mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
 echo "throughput: results in $OUT" >&2
 
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
-trap cleanup EXIT
-kafka_tool() { java -cp "$KAFKA_LIB/*" "$@"; }
 
 awk -v g="$fluxo_g" '
   /^\[processors\./ { exit }
